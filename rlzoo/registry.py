@@ -1,0 +1,315 @@
+"""One generic registry class; every kind of component has its own instance.
+
+A component is a frozen dataclass whose fields are its hyper-parameters::
+
+    ESTIMATORS = Registry("advantage estimator", entry_point_group="rlzoo.advantages")
+
+    @ESTIMATORS.register("grpo", aliases=("group_norm",))
+    @dataclass(frozen=True)
+    class GRPO:
+        '''Group-relative advantage: A = (r - mean) / (std + eps).'''
+        eps: float = 1e-6
+
+    ESTIMATORS.build("grpo")                      # defaults
+    ESTIMATORS.build("grpo", eps=1e-4)            # keyword overrides
+    ESTIMATORS.build({"name": "grpo", "eps": 1e-4})
+
+Unknown names fail with the closest matches and the full list; unknown, missing or ill-typed
+parameters fail naming the component and its valid parameters, every problem of one spec at once.
+Third-party packages add components through the entry-point group of the kind (an entry point
+``name = "package.module:Class"``); they are loaded the first time the registry is asked for names.
+"""
+
+import dataclasses
+import difflib
+import fnmatch
+import importlib.metadata
+import re
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from beartype.door import is_bearable
+
+from rlzoo.errors import ConfigError
+
+T = TypeVar("T")
+
+_NATURAL = re.compile(r"(\d+)")
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in _NATURAL.split(name)]
+
+
+def type_name(hint: Any) -> str:
+    """A short readable spelling of a type hint: ``float``, ``Literal['group', 'batch']``, ``int | None``."""
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("collections.abc.", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One hyper-parameter of a component: a field of its dataclass."""
+
+    name: str
+    hint: Any
+    default: Any = dataclasses.MISSING
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+    def __str__(self) -> str:
+        text = f"{self.name}: {type_name(self.hint)}"
+        return text if self.required else f"{text} = {self.default!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry(Generic[T]):
+    """What a registry knows of one component."""
+
+    name: str
+    cls: type[T]
+    aliases: tuple[str, ...]
+    kind: str
+
+    @property
+    def summary(self) -> str:
+        doc = (self.cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        hints = typing.get_type_hints(self.cls)
+        out = []
+        for f in dataclasses.fields(self.cls):  # type: ignore[arg-type]
+            if not f.init or f.name.startswith("_"):
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = dataclasses.MISSING
+            out.append(Param(f.name, hints[f.name], default))
+        return tuple(out)
+
+    def describe(self) -> str:
+        """Multi-line description: name, aliases, summary and one line per parameter."""
+        head = self.name + (f" (aliases: {', '.join(self.aliases)})" if self.aliases else "")
+        lines = [f"{head} — {self.summary}" if self.summary else head]
+        lines += [f"    {p}" for p in self.params] or ["    (no parameters)"]
+        return "\n".join(lines)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Lossless conversions a config file needs: int -> float, list -> tuple."""
+    if is_bearable(value, hint):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and is_bearable(float(value), hint):
+        return float(value)
+    if isinstance(value, list) and is_bearable(tuple(value), hint):
+        return tuple(value)
+    return value
+
+
+class Registry(Generic[T]):
+    """Named components of one kind, with aliases, validated construction and plugins.
+
+    Args:
+        kind: what the components are, as a person says it ("advantage estimator"); used in errors.
+        entry_point_group: the Python entry-point group third-party packages register under.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, str] = {}
+        self._plugins_loaded = entry_point_group is None
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+    # -- registration -------------------------------------------------------------------------
+
+    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type[T]], type[T]]:
+        """Class decorator: register a frozen dataclass under ``name`` (and ``aliases``)."""
+
+        def decorate(cls: type[T]) -> type[T]:
+            self._add(name, cls, aliases)
+            return cls
+
+        return decorate
+
+    def _add(self, name: str, cls: type[T], aliases: tuple[str, ...]) -> None:
+        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"{self.kind} '{name}': {cls.__qualname__} must be a frozen dataclass "
+                "(decorate it with @dataclass(frozen=True) below the register decorator)"
+            )
+        for key in (name, *aliases):
+            if key in self._entries or key in self._aliases:
+                owner = self._entries.get(key) or self._entries[self._aliases[key]]
+                raise ConfigError(
+                    f"{self.kind} '{key}' is already registered (by {owner.cls.__module__}."
+                    f"{owner.cls.__qualname__}); pick another name"
+                )
+        self._entries[name] = Entry(name, cls, tuple(aliases), self.kind)
+        for alias in aliases:
+            self._aliases[alias] = name
+        cls.component_name = name  # type: ignore[attr-defined]
+        cls.component_kind = self.kind  # type: ignore[attr-defined]
+
+    def copy(self) -> "Registry[T]":
+        """An independent registry with the same entries (for tests and experiments)."""
+        other: Registry[T] = Registry(self.kind, self.entry_point_group)
+        self._load_plugins()
+        other._entries = dict(self._entries)
+        other._aliases = dict(self._aliases)
+        other._plugins_loaded = True
+        return other
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in importlib.metadata.entry_points(group=self.entry_point_group):
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise ConfigError(
+                    f"{self.kind} plugin '{ep.name}' ({ep.value}, entry point group "
+                    f"'{self.entry_point_group}') failed to import: {type(exc).__name__}: {exc}"
+                ) from exc
+            if ep.name in self._entries and self._entries[ep.name].cls is obj:
+                continue  # the module registered it itself on import
+            if not isinstance(obj, type):
+                raise ConfigError(
+                    f"{self.kind} plugin '{ep.name}' ({ep.value}) must point at a frozen dataclass, "
+                    f"got {type(obj).__name__}"
+                )
+            self._add(ep.name, obj, ())
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Registered names (aliases excluded), naturally sorted, optionally filtered by a glob."""
+        self._load_plugins()
+        names = sorted(self._entries, key=_natural_key)
+        return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        self._load_plugins()
+        return name in self._entries or name in self._aliases
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return (self._entries[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def get(self, name: str) -> Entry[T]:
+        """The entry for a name or alias; an unknown name fails with suggestions."""
+        self._load_plugins()
+        if not isinstance(name, str):
+            raise ConfigError(f"{self.kind} name must be a string, got {name!r}")
+        key = self._aliases.get(name, name)
+        if key in self._entries:
+            return self._entries[key]
+        known = self.names()
+        close = difflib.get_close_matches(name, known + list(self._aliases), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        listing = ", ".join(known) if known else "(none registered)"
+        raise ConfigError(f"unknown {self.kind} '{name}'{hint} known: {listing}")
+
+    def describe(self, name: str) -> str:
+        return self.get(name).describe()
+
+    # -- construction -------------------------------------------------------------------------
+
+    def build(self, spec: "str | Mapping[str, Any] | T", **params: Any) -> T:
+        """Build a component from a name, a ``{"name": ..., **params}`` mapping or an instance.
+
+        Keyword ``params`` override those in the mapping. An instance of a registered class is
+        returned as it is (with ``params`` applied through :func:`dataclasses.replace`).
+        """
+        if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+            if getattr(type(spec), "component_kind", None) != self.kind:
+                raise ConfigError(f"expected a {self.kind}, got {type(spec).__qualname__}")
+            if not params:
+                return spec
+            spec = {"name": type(spec).component_name, **dataclasses.asdict(spec)}  # type: ignore[attr-defined]
+        if isinstance(spec, str):
+            name, given = spec, dict(params)
+        elif isinstance(spec, Mapping):
+            if "name" not in spec:
+                raise ConfigError(
+                    f"a {self.kind} spec needs a 'name' key, got keys {sorted(spec)}; "
+                    f"known names: {', '.join(self.names())}"
+                )
+            given = {k: v for k, v in spec.items() if k != "name"} | params
+            name = spec["name"]
+        else:
+            raise ConfigError(
+                f"a {self.kind} spec must be a name, a mapping with a 'name' key or a built "
+                f"component, got {type(spec).__name__}: {spec!r}"
+            )
+        entry = self.get(name)
+        kwargs = self._check_params(entry, given)
+        try:
+            return entry.cls(**kwargs)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.kind} '{entry.name}': {exc}") from exc
+
+    def _check_params(self, entry: Entry[T], given: Mapping[str, Any]) -> dict[str, Any]:
+        params = {p.name: p for p in entry.params}
+        problems: list[str] = []
+        kwargs: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in params:
+                close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(f"unknown parameter '{key}'{hint}")
+                continue
+            value = _coerce(value, params[key].hint)
+            if not is_bearable(value, params[key].hint):
+                problems.append(
+                    f"parameter '{key}' expects {type_name(params[key].hint)}, "
+                    f"got {value!r} ({type(value).__name__})"
+                )
+                continue
+            kwargs[key] = value
+        for p in params.values():
+            if p.required and p.name not in given:
+                problems.append(f"missing required parameter '{p.name}' ({type_name(p.hint)})")
+        if problems:
+            valid = "; ".join(str(p) for p in params.values()) or "(no parameters)"
+            raise ConfigError(
+                f"{self.kind} '{entry.name}': " + "; ".join(problems) + f". Valid parameters: {valid}"
+            )
+        return kwargs
+
+
+def check(component: object, param: str, ok: bool, requirement: str) -> None:
+    """Raise a ConfigError naming the component, the parameter and its value unless ``ok``.
+
+    For range checks in a component's ``__post_init__``::
+
+        check(self, "eps", self.eps >= 0, "must be >= 0")
+    """
+    if not ok:
+        raise ConfigError(
+            f"{component_label(component)}: {param}={getattr(component, param)!r} {requirement}"
+        )
+
+
+def component_label(component: object) -> str:
+    """``advantage estimator 'grpo'`` for a registered component, the class name otherwise."""
+    cls = type(component)
+    kind = getattr(cls, "component_kind", None)
+    return f"{kind} '{cls.component_name}'" if kind else cls.__qualname__  # type: ignore[attr-defined]
