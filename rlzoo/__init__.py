@@ -9,7 +9,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("advantages", "rewards", "losses", "recipes", "registry", "types", "errors", "trainer", "tasks")
+_SUBMODULES = (
+    "advantages",
+    "rewards",
+    "losses",
+    "recipes",
+    "registry",
+    "types",
+    "errors",
+    "trainer",
+    "tasks",
+)
 _ATTRIBUTES = {
     "Groups": "rlzoo.types",
     "PolicyBatch": "rlzoo.types",

@@ -25,6 +25,7 @@ import difflib
 import fnmatch
 import importlib.metadata
 import re
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -82,19 +83,7 @@ class Entry(Generic[T]):
 
     @property
     def params(self) -> tuple[Param, ...]:
-        hints = typing.get_type_hints(self.cls)
-        out = []
-        for f in dataclasses.fields(self.cls):  # type: ignore[arg-type]
-            if not f.init or f.name.startswith("_"):
-                continue
-            if f.default is not dataclasses.MISSING:
-                default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = dataclasses.MISSING
-            out.append(Param(f.name, hints[f.name], default))
-        return tuple(out)
+        return dataclass_params(self.cls)
 
     def describe(self) -> str:
         """Multi-line description: name, aliases, summary and one line per parameter."""
@@ -104,13 +93,79 @@ class Entry(Generic[T]):
         return "\n".join(lines)
 
 
+def dataclass_params(cls: type) -> tuple[Param, ...]:
+    """The init fields of a dataclass as :class:`Param` s (type hints resolved, defaults evaluated)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        out.append(Param(f.name, hints[f.name], default))
+    return tuple(out)
+
+
+def validate_params(label: str, cls: type, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``given`` against the fields of dataclass ``cls``; every problem in one ConfigError.
+
+    Unknown names (with the closest field), missing required fields and values of the wrong type
+    are all reported, prefixed with ``label``; ints are accepted for floats and lists for tuples.
+    """
+    params = {p.name: p for p in dataclass_params(cls)}
+    problems: list[str] = []
+    kwargs: dict[str, Any] = {}
+    for key, value in given.items():
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"unknown parameter '{key}'{hint}")
+            continue
+        value = _coerce(value, params[key].hint)
+        if not _fits(value, params[key].hint):
+            problems.append(
+                f"parameter '{key}' expects {type_name(params[key].hint)}, got {value!r} ({type(value).__name__})"
+            )
+            continue
+        kwargs[key] = value
+    for p in params.values():
+        if p.required and p.name not in given:
+            problems.append(f"missing required parameter '{p.name}' ({type_name(p.hint)})")
+    if problems:
+        valid = "; ".join(str(p) for p in params.values()) or "(no parameters)"
+        raise ConfigError(f"{label}: " + "; ".join(problems) + f". Valid parameters: {valid}")
+    return kwargs
+
+
+def _accepts_bool(hint: Any) -> bool:
+    """Whether a hint asks for a bool itself (beartype, like Python, counts True as an int)."""
+    if hint is bool or hint is Any:
+        return True
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Literal:
+        return any(isinstance(a, bool) for a in args)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_accepts_bool(a) for a in args)
+    return False
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if isinstance(value, bool) and not _accepts_bool(hint):
+        return False
+    return is_bearable(value, hint)
+
+
 def _coerce(value: Any, hint: Any) -> Any:
     """Lossless conversions a config file needs: int -> float, list -> tuple."""
-    if is_bearable(value, hint):
+    if _fits(value, hint):
         return value
-    if isinstance(value, int) and not isinstance(value, bool) and is_bearable(float(value), hint):
+    if isinstance(value, int) and not isinstance(value, bool) and _fits(float(value), hint):
         return float(value)
-    if isinstance(value, list) and is_bearable(tuple(value), hint):
+    if isinstance(value, list) and _fits(tuple(value), hint):
         return tuple(value)
     return value
 
@@ -258,41 +313,13 @@ class Registry(Generic[T]):
                 f"component, got {type(spec).__name__}: {spec!r}"
             )
         entry = self.get(name)
-        kwargs = self._check_params(entry, given)
+        kwargs = validate_params(f"{self.kind} '{entry.name}'", entry.cls, given)
         try:
             return entry.cls(**kwargs)
         except ConfigError:
             raise
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.kind} '{entry.name}': {exc}") from exc
-
-    def _check_params(self, entry: Entry[T], given: Mapping[str, Any]) -> dict[str, Any]:
-        params = {p.name: p for p in entry.params}
-        problems: list[str] = []
-        kwargs: dict[str, Any] = {}
-        for key, value in given.items():
-            if key not in params:
-                close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                problems.append(f"unknown parameter '{key}'{hint}")
-                continue
-            value = _coerce(value, params[key].hint)
-            if not is_bearable(value, params[key].hint):
-                problems.append(
-                    f"parameter '{key}' expects {type_name(params[key].hint)}, "
-                    f"got {value!r} ({type(value).__name__})"
-                )
-                continue
-            kwargs[key] = value
-        for p in params.values():
-            if p.required and p.name not in given:
-                problems.append(f"missing required parameter '{p.name}' ({type_name(p.hint)})")
-        if problems:
-            valid = "; ".join(str(p) for p in params.values()) or "(no parameters)"
-            raise ConfigError(
-                f"{self.kind} '{entry.name}': " + "; ".join(problems) + f". Valid parameters: {valid}"
-            )
-        return kwargs
 
 
 def check(component: object, param: str, ok: bool, requirement: str) -> None:

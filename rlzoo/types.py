@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float, Int, Shaped
 from torch import Tensor
 
 from rlzoo.errors import DataError
@@ -71,10 +71,12 @@ class Groups:
             Their rewards may be anything, NaN included. Default: all valid.
         correct: the verifier's verdict where known; length shapers and filters read it.
         greedy_rewards: reward of one greedy completion per prompt (ReMax's baseline).
+
+    After construction ``rewards`` is floating (float32 or float64) and ``lengths`` an integer tensor.
     """
 
-    rewards: Float[Tensor, "n g"]
-    lengths: Int[Tensor, "n g"]
+    rewards: Shaped[Tensor, "n g"]
+    lengths: Shaped[Tensor, "n g"]
     mask: Bool[Tensor, "n g"] | None = None
     correct: Bool[Tensor, "n g"] | None = None
     greedy_rewards: Float[Tensor, " n"] | None = None
@@ -92,11 +94,17 @@ class Groups:
                 f"Groups: lengths must be an integer tensor, got {lengths.dtype}; pass lengths.long()"
             )
         mask = torch.ones(shape, dtype=torch.bool, device=rewards.device) if self.mask is None else self.mask
-        for name, value, dtype in (("lengths", lengths, None), ("mask", mask, torch.bool), ("correct", self.correct, torch.bool)):
+        for name, value, dtype in (
+            ("lengths", lengths, None),
+            ("mask", mask, torch.bool),
+            ("correct", self.correct, torch.bool),
+        ):
             if value is None:
                 continue
             if tuple(value.shape) != shape:
-                raise DataError(f"Groups: {name} has shape {tuple(value.shape)}, rewards {shape}; they must match")
+                raise DataError(
+                    f"Groups: {name} has shape {tuple(value.shape)}, rewards {shape}; they must match"
+                )
             if dtype is not None and value.dtype != dtype:
                 raise DataError(f"Groups: {name} must be a bool tensor, got {value.dtype}")
             if value.device != rewards.device:
@@ -106,7 +114,9 @@ class Groups:
         if self.greedy_rewards is not None:
             greedy = _float_compute(self.greedy_rewards)
             if tuple(greedy.shape) != shape[:1]:
-                raise DataError(f"Groups: greedy_rewards must be [n] = [{shape[0]}], got {tuple(greedy.shape)}")
+                raise DataError(
+                    f"Groups: greedy_rewards must be [n] = [{shape[0]}], got {tuple(greedy.shape)}"
+                )
             ensure_finite(greedy, None, "Groups", "greedy_rewards")
             object.__setattr__(self, "greedy_rewards", greedy)
         ensure_finite(rewards, mask, "Groups", "rewards")
@@ -193,7 +203,9 @@ class PolicyBatch:
         for name in ("old_logp", "mask", "ref_logp", "entropy"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
-                raise DataError(f"PolicyBatch: {name} has shape {tuple(value.shape)}, logp {shape}; they must match")
+                raise DataError(
+                    f"PolicyBatch: {name} has shape {tuple(value.shape)}, logp {shape}; they must match"
+                )
         if self.mask.dtype != torch.bool:
             raise DataError(f"PolicyBatch: mask must be a bool tensor, got {self.mask.dtype}")
         if tuple(self.advantages.shape) not in (shape, shape[:1]):
@@ -209,7 +221,12 @@ class PolicyBatch:
             value = getattr(self, name)
             if value is not None:
                 ensure_finite(value.detach(), self.mask, "PolicyBatch", name)
-        ensure_finite(self.advantages.detach(), self.mask if self.advantages.ndim == 2 else None, "PolicyBatch", "advantages")
+        ensure_finite(
+            self.advantages.detach(),
+            self.mask if self.advantages.ndim == 2 else None,
+            "PolicyBatch",
+            "advantages",
+        )
 
     @property
     def token_advantages(self) -> Float[Tensor, "b t"]:
