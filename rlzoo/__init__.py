@@ -26,6 +26,8 @@ _ATTRIBUTES = {
     "LossOutput": "rlzoo.types",
     "LossTotals": "rlzoo.types",
     "Registry": "rlzoo.registry",
+    "Trainer": "rlzoo.trainer",
+    "TrainConfig": "rlzoo.trainer",
     "ConfigError": "rlzoo.errors",
     "DataError": "rlzoo.errors",
     "RlzooError": "rlzoo.errors",

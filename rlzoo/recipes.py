@@ -1,6 +1,255 @@
-"""Recipes: named, complete combinations of registered components."""
+"""Recipes: named, complete combinations of registered components (ALGORITHMS.md §5).
 
-from rlzoo.registry import Registry
+A recipe names no new code path: it is a frozen dataclass of component specs. Every named recipe
+is a subclass of :class:`Recipe` that only changes defaults, so every field can be overridden::
+
+    rlzoo.recipes.build("agpo")
+    rlzoo.recipes.build("dapo", loss={"name": "ppo_clip", "eps_high": 0.3})
+    rlzoo.recipes.build("grpo").override(["loss.eps_high=0.28", "kl_coef=0"])
+"""
+
+import dataclasses
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from rlzoo import advantages, losses, rewards
+from rlzoo.errors import ConfigError
+from rlzoo.registry import Registry, check
 
 RECIPES: Registry = Registry("recipe", entry_point_group="rlzoo.recipes")
 build = RECIPES.build
+
+Spec = str | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A recipe's components, built: what the trainer runs."""
+
+    estimator: Any
+    filters: tuple[Any, ...]
+    shapers: tuple[Any, ...]
+    objective: Any
+    reward_kl: Any | None
+    reward_kl_coef: float
+    refill_rounds: int
+
+
+@RECIPES.register("custom")
+@dataclass(frozen=True)
+class Recipe:
+    """A combination you choose: every part is a field (the base of every named recipe)."""
+
+    advantage: Spec = "grpo"
+    filters: tuple[Spec, ...] = ()
+    shapers: tuple[Spec, ...] = ()
+    loss: Spec = "ppo_clip"
+    aggregation: Spec = "token_mean"
+    kl: Spec | None = None
+    kl_coef: float = 0.0
+    reward_kl: Spec | None = None
+    reward_kl_coef: float = 0.0
+    entropy_coef: float = 0.0
+    mask_zero_advantage: bool = False
+    loss_floor: float | None = None
+    floor_scope: Literal["microbatch", "group"] = "microbatch"
+    refill_rounds: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        check(self, "refill_rounds", self.refill_rounds >= 0, "must be >= 0")
+        check(self, "kl_coef", self.kl_coef >= 0, "must be >= 0")
+        check(self, "reward_kl_coef", self.reward_kl_coef >= 0, "must be >= 0")
+        check(self, "kl", self.kl is not None or self.kl_coef == 0, "is None but kl_coef > 0: name a KL estimator")
+        self.build_parts()  # fail now, not mid-training
+
+    def build_parts(self) -> Parts:
+        """Build every component; a combination that cannot work raises a ConfigError here."""
+        estimator = advantages.build(self.advantage)
+        filters = tuple(advantages.build_filter(f) for f in self.filters)
+        shapers = tuple(rewards.build_shaper(s) for s in self.shapers)
+        objective = losses.Objective(
+            policy=self.loss,
+            aggregation=self.aggregation,
+            kl=self.kl,
+            kl_coef=self.kl_coef,
+            entropy_coef=self.entropy_coef,
+            mask_zero_advantage=self.mask_zero_advantage,
+            loss_floor=self.loss_floor,
+            floor_scope=self.floor_scope,
+        )
+        reward_kl = None if self.reward_kl is None else losses.build_kl(self.reward_kl)
+        for f in filters:
+            if getattr(estimator, "acts_on_all_equal_groups", False) and getattr(f, "removes_all_equal_groups", False):
+                warnings.warn(
+                    f"recipe '{self.name}': the {type(f).component_name} filter removes the all-equal groups "
+                    f"that the {type(estimator).component_name} estimator's all-equal rule acts on; the rule is inert",
+                    stacklevel=3,
+                )
+        return Parts(estimator, filters, shapers, objective, reward_kl, self.reward_kl_coef, self.refill_rounds)
+
+    @property
+    def name(self) -> str:
+        return type(self).component_name  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec, plain data: ``RECIPES.build(recipe.to_dict())`` rebuilds it."""
+        return {"name": self.name, **_plain(dataclasses.asdict(self))}
+
+    def show(self) -> str:
+        """YAML a person can read and paste into a config file."""
+        doc = (type(self).__doc__ or "").strip()
+        return f"# {self.name}: {doc.splitlines()[0] if doc else ''}\n" + yaml.safe_dump(
+            self.to_dict(), sort_keys=False
+        )
+
+    def override(self, assignments: Iterable[str]) -> "Recipe":
+        """Apply ``key=value`` or ``part.param=value`` assignments (values parsed as YAML).
+
+        ``loss.eps_high=0.28`` turns ``loss: ppo_clip`` into ``{name: ppo_clip, eps_high: 0.28}``;
+        ``shapers.0.alpha=0.2`` reaches into a list. All problems are reported at once.
+        """
+        spec = self.to_dict()
+        problems = []
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep or not key:
+                problems.append(f"'{assignment}' is not key=value")
+                continue
+            try:
+                _assign(spec, key.split("."), yaml.safe_load(raw))
+            except (KeyError, IndexError, TypeError) as exc:
+                problems.append(f"'{assignment}': {exc}")
+        if problems:
+            raise ConfigError(f"recipe '{self.name}' overrides: " + "; ".join(problems))
+        return RECIPES.build(spec)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _assign(spec: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``spec[path] = value``, promoting a bare component name to ``{"name": ...}`` on the way."""
+    node: Any = spec
+    for depth, key in enumerate(path[:-1]):
+        child = node[int(key)] if isinstance(node, list) else node.get(key, KeyError)
+        if child is KeyError:
+            raise KeyError(f"no field '{key}' (fields: {', '.join(node)})")
+        if isinstance(child, str):
+            child = {"name": child}
+        elif child is None:
+            raise TypeError(f"'{'.'.join(path[: depth + 1])}' is None; set it to a component name first")
+        if isinstance(node, list):
+            node[int(key)] = child
+        else:
+            node[key] = child
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+@RECIPES.register("grpo")
+@dataclass(frozen=True)
+class GRPORecipe(Recipe):
+    """GRPO (arXiv 2402.03300): group-normalised advantage, PPO clip, k3 KL in the loss (β 0.04)."""
+
+    kl: Spec | None = "k3"
+    kl_coef: float = 0.04
+    aggregation: Spec = "seq_mean_token_mean"
+
+
+@RECIPES.register("dr_grpo")
+@dataclass(frozen=True)
+class DrGRPORecipe(Recipe):
+    """Dr. GRPO (arXiv 2503.20783): A = r - mean (no std), token sum over a constant budget."""
+
+    advantage: Spec = field(default_factory=lambda: {"name": "grpo", "scale": "none"})
+    aggregation: Spec = "seq_sum_const"
+
+
+@RECIPES.register("agpo")
+@dataclass(frozen=True)
+class AGPORecipe(Recipe):
+    """AGPO v1 (arXiv 2503.15952): ±1 for all-equal groups, length reward for correct answers."""
+
+    advantage: Spec = "agpo"
+    shapers: tuple[Spec, ...] = ("agpo_length",)
+
+
+@RECIPES.register("agpo_v3")
+@dataclass(frozen=True)
+class AGPOv3Recipe(Recipe):
+    """AGPO v2/v3 (arXiv 2503.15952): GRPO advantage, zero-advantage tokens masked, loss floored at 0."""
+
+    mask_zero_advantage: bool = True
+    loss_floor: float | None = 0.0
+
+
+@RECIPES.register("rloo")
+@dataclass(frozen=True)
+class RLOORecipe(Recipe):
+    """RLOO (arXiv 2402.14740): leave-one-out baseline, PPO clip, optional k1 KL in the reward."""
+
+    advantage: Spec = "rloo"
+    aggregation: Spec = "seq_mean_token_mean"
+
+
+@RECIPES.register("reinforce_rej")
+@dataclass(frozen=True)
+class ReinforceRejRecipe(Recipe):
+    """Reinforce-Rej (arXiv 2504.11343): drop all-equal groups, A = ±1 reward, PPO clip."""
+
+    filters: tuple[Spec, ...] = ("reinforce_rej",)
+    shapers: tuple[Spec, ...] = ("binary_correct",)
+    advantage: Spec = "reinforce"
+
+
+@RECIPES.register("dapo")
+@dataclass(frozen=True)
+class DAPORecipe(Recipe):
+    """DAPO (arXiv 2503.14476): dynamic sampling, clip-higher 0.28, overlong shaping, token mean."""
+
+    filters: tuple[Spec, ...] = ("dapo",)
+    shapers: tuple[Spec, ...] = (
+        {"name": "dapo_overlong", "max_length": 20480, "cache_length": 4096},
+    )
+    loss: Spec = field(default_factory=lambda: {"name": "ppo_clip", "eps_low": 0.2, "eps_high": 0.28})
+    refill_rounds: int = 3
+
+
+@RECIPES.register("gspo")
+@dataclass(frozen=True)
+class GSPORecipe(Recipe):
+    """GSPO (arXiv 2507.18071): sequence-level ratio, clip 3e-4/4e-4, one value per sequence."""
+
+    loss: Spec = "gspo"
+    aggregation: Spec = "seq_mean_token_mean"
+
+
+@RECIPES.register("cispo")
+@dataclass(frozen=True)
+class CISPORecipe(Recipe):
+    """CISPO (arXiv 2506.13585): clipped, detached importance weight on -A·logp, token mean."""
+
+    loss: Spec = "cispo"
+
+
+@RECIPES.register("gvpo")
+@dataclass(frozen=True)
+class GVPORecipe(Recipe):
+    """GVPO (arXiv 2504.19599): regress β·log-ratio on centred rewards per group (β 0.1)."""
+
+    advantage: Spec = field(default_factory=lambda: {"name": "grpo", "scale": "none"})
+    loss: Spec = "gvpo"
+    aggregation: Spec = "group_token_mean"

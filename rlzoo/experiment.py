@@ -1,0 +1,170 @@
+"""An experiment: a recipe, a model, a dataset and a TrainConfig, validated together, then run.
+
+``rlzoo train`` and ``rlzoo compare`` are thin shells over this module. With no model and no
+dataset named, the embedded default task (:mod:`rlzoo.tasks`) is used.
+"""
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlzoo import recipes
+from rlzoo.errors import ConfigError
+from rlzoo.recipes import Recipe
+from rlzoo.registry import dataclass_params
+from rlzoo.trainer import TrainConfig
+
+# Trainer knobs for the embedded task: a full run finishes in a few minutes on two CPU cores.
+EMBEDDED_CONFIG: dict[str, Any] = {
+    "steps": 120,
+    "prompts_per_step": 16,
+    "group_size": 8,
+    "max_completion_length": 96,
+    "learning_rate": 1e-4,
+    "temperature": 1.0,
+    "eval_every": 40,
+    "eval_size": 200,
+    "save_every": 40,
+}
+
+_TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}
+_FILE_KEYS = {"recipe", "model", "dataset", "eval_dataset", "reward_funcs", "train"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything a training run needs, validated; ``model``/``dataset`` None = the embedded task."""
+
+    recipe: Recipe
+    config: TrainConfig
+    model: str | None = None
+    dataset: str | None = None
+    eval_dataset: str | None = None
+    reward_funcs: tuple[Any, ...] = field(default_factory=tuple)
+
+    @property
+    def embedded(self) -> bool:
+        return self.model is None and self.dataset is None
+
+
+def load_experiment(
+    *,
+    recipe: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    model: str | None = None,
+    dataset: str | None = None,
+    train: Mapping[str, Any] | None = None,
+) -> Experiment:
+    """Combine a config file, command-line values and ``key=value`` overrides; report every problem at once.
+
+    Overrides whose key is a TrainConfig field (``steps=50``) set the trainer; the others set the
+    recipe (``loss.eps_high=0.28``, ``kl_coef=0.01``). Command-line values beat the file.
+    """
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {config_file}: must be a mapping with keys {sorted(_FILE_KEYS)}")
+        problems += [f"config file: unknown key '{k}' (keys: {', '.join(sorted(_FILE_KEYS))})" for k in data if k not in _FILE_KEYS]
+    model = model or data.get("model")
+    dataset = dataset or data.get("dataset")
+    for name, path in (("model", model), ("dataset", dataset), ("eval_dataset", data.get("eval_dataset"))):
+        if path is not None and not Path(path).exists():
+            problems.append(f"{name} '{path}' does not exist (rlzoo loads local paths only; download first)")
+    if (model is None) != (dataset is None):
+        problems.append("name both --model and --dataset, or neither (the embedded task)")
+    train_values = dict(EMBEDDED_CONFIG) if model is None and dataset is None else {}
+    train_values |= data.get("train") or {}
+    train_values |= dict(train or {})
+    recipe_sets = []
+    for assignment in overrides:
+        key, sep, raw = assignment.partition("=")
+        if sep and key in _TRAIN_KEYS:
+            train_values[key] = yaml.safe_load(raw)
+        else:
+            recipe_sets.append(assignment)
+    built_recipe = config = None
+    try:
+        built_recipe = recipes.build(recipe or data.get("recipe") or "agpo").override(recipe_sets)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        config = TrainConfig.from_dict(train_values)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError("the run cannot start:\n  - " + "\n  - ".join(problems))
+    assert built_recipe is not None and config is not None
+    return Experiment(
+        recipe=built_recipe,
+        config=config,
+        model=model,
+        dataset=dataset,
+        eval_dataset=data.get("eval_dataset"),
+        reward_funcs=tuple(data.get("reward_funcs") or ()),
+    )
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    """Prompt rows from a .jsonl or .json file (a list of objects with a 'prompt' field)."""
+    text = Path(path).read_text()
+    rows = json.loads(text) if path.endswith(".json") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "prompt" in r for r in rows):
+        raise ConfigError(f"dataset {path}: expected a non-empty list of objects with a 'prompt' field")
+    return rows
+
+
+def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate before and after, write ``summary.json`` and ``curves.png``; return the summary."""
+    from rlzoo.plots import plot_runs
+    from rlzoo.trainer import Trainer
+
+    if exp.embedded:
+        from rlzoo.tasks import DEFAULT
+
+        model, tokenizer = DEFAULT.load_model()
+        train_rows, eval_rows = DEFAULT.train_dataset(seed=exp.config.seed), DEFAULT.eval_dataset()
+        reward_funcs: Sequence[Any] = exp.reward_funcs or DEFAULT.reward_funcs
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(exp.model, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(exp.model, local_files_only=True)
+        train_rows = _read_rows(exp.dataset)  # type: ignore[arg-type]
+        eval_rows = _read_rows(exp.eval_dataset) if exp.eval_dataset else None
+        reward_funcs = exp.reward_funcs or ("answer_match",)
+    config = exp.config if progress else TrainConfig.from_dict({**exp.config.to_dict(), "progress": False})
+    trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows)
+    before = trainer.evaluate() if not resume else {}
+    start = time.perf_counter()
+    history = trainer.train(resume=resume)
+    wall = time.perf_counter() - start
+    after = trainer.evaluate()
+    out = Path(config.output_dir)
+    summary = {
+        "recipe": exp.recipe.to_dict(),
+        "config": config.to_dict(),
+        "steps": trainer.step,
+        "wall_time_s": wall,
+        "before": before,
+        "after": after,
+        "generated_tokens": sum(h.get("length/mean", 0.0) for h in history) * config.prompts_per_step * config.group_size,
+        "correct_completions": sum(h.get("accuracy", 0.0) for h in history) * config.prompts_per_step * config.group_size,
+        "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
+    }
+    if trainer.accelerator.is_main_process:
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(out / "final")
+        tokenizer.save_pretrained(out / "final")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot_runs({exp.recipe.name: [history]}, out / "curves.png", title=f"rlzoo {exp.recipe.name}")
+    return summary

@@ -1,0 +1,7 @@
+"""The generic trainer: rollout, score, shape, filter, advantage, update — for any recipe."""
+
+from rlzoo.trainer.config import TrainConfig
+from rlzoo.trainer.rollout import Generator, HFGenerator, Rollout
+from rlzoo.trainer.trainer import Trainer
+
+__all__ = ["Generator", "HFGenerator", "Rollout", "TrainConfig", "Trainer"]

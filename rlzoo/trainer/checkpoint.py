@@ -1,0 +1,106 @@
+"""Checkpoints written atomically, read back with ``weights_only`` loading only.
+
+Layout under ``<output_dir>/checkpoints``::
+
+    step-000010/            model.safetensors, optimizer.pt, scheduler.pt, rng-<rank>.pt, state.json
+    latest                  the name of the newest complete checkpoint
+
+A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is replaced
+atomically after that, so a crash mid-write never leaves a corrupt latest checkpoint.
+"""
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from rlzoo.errors import ConfigError
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    root: Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    rank: int,
+    is_main: bool,
+    barrier: Any,
+) -> Path:
+    """Write the checkpoint of ``step``; every process writes its RNG state, the main one the rest."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:06d}"
+    tmp = root / f"{name}.tmp"
+    if is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    barrier()
+    torch.save(rng_state(), tmp / f"rng-{rank}.pt")
+    if is_main:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    barrier()
+    final = root / name
+    if is_main:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _atomic_write_text(root / "latest", name)
+    barrier()
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    pointer = root / "latest"
+    if not pointer.exists():
+        return None
+    path = root / pointer.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rank: int,
+) -> dict[str, Any]:
+    """Restore model, optimiser, scheduler and this process's RNG; return the trainer state."""
+    needed = ["model.safetensors", "optimizer.pt", "scheduler.pt", "state.json", f"rng-{rank}.pt"]
+    missing = [f for f in needed if not (path / f).exists()]
+    if missing:
+        raise ConfigError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    load_model(model, str(path / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    set_rng_state(torch.load(path / f"rng-{rank}.pt", weights_only=True))
+    return json.loads((path / "state.json").read_text())

@@ -1,0 +1,84 @@
+"""TrainConfig: trainer knobs only. Everything algorithmic belongs to the recipe."""
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rlzoo.errors import ConfigError
+from rlzoo.registry import validate_params
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: budget, batch shape, sampling, optimiser, logging and checkpoints.
+
+    Names follow TRL's GRPOConfig where one exists. A config is validated as a whole when it is
+    built: every problem is reported at once, before any model is loaded.
+    """
+
+    steps: int = 100
+    prompts_per_step: int = 16
+    group_size: int = 8
+    max_completion_length: int = 96
+    temperature: float = 1.0
+    top_p: float = 1.0
+    learning_rate: float = 1e-4
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    micro_batch_size: int = 64
+    passes: int = 1
+    seed: int = 0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    reward_weights: tuple[float, ...] | None = None
+    reward_timeout: float | None = None
+    reward_workers: int = 0
+    output_dir: str = "runs/rlzoo"
+    log_every: int = 1
+    eval_every: int = 0
+    eval_size: int = 200
+    eval_batch_size: int = 100
+    save_every: int = 50
+    report_to: tuple[str, ...] = ()
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "prompts_per_step", "group_size", "max_completion_length", "micro_batch_size",
+                    "passes", "log_every", "eval_batch_size")
+        non_negative = ("warmup_steps", "eval_every", "eval_size", "save_every", "reward_workers", "weight_decay")
+        problems = [f"{k}={getattr(self, k)!r} must be >= 1" for k in positive if getattr(self, k) < 1]
+        problems += [f"{k}={getattr(self, k)!r} must be >= 0" for k in non_negative if getattr(self, k) < 0]
+        if self.temperature < 0:
+            problems.append(f"temperature={self.temperature!r} must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p={self.top_p!r} must be in (0, 1]")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate={self.learning_rate!r} must be > 0")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm={self.max_grad_norm!r} must be > 0 or None")
+        if self.reward_timeout is not None and not self.reward_timeout > 0:
+            problems.append(f"reward_timeout={self.reward_timeout!r} must be > 0 or None")
+        if problems:
+            raise ConfigError("TrainConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Build from plain data (a YAML file, the command line); types and names are checked."""
+        return cls(**validate_params("TrainConfig", cls, values))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: a TrainConfig file must be a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
