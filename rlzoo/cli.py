@@ -81,6 +81,18 @@ def _summary_text(summary: dict, output_dir: str) -> str:
     return "\n".join(lines)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from rlzoo.experiment import compare, compare_table
+
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    train = {"progress": False} if args.quiet else {}
+    result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train)
+
+    print(compare_table(result))
+    print(f"table: {args.output_dir}/compare.md   plot: {args.output_dir}/compare.png   data: {args.output_dir}/compare.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlzoo",
@@ -133,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="where metrics, checkpoints and plots go (default runs/rlzoo)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "compare",
+        help="run several recipes side by side (same model, data, seeds, budget)",
+        description="Train every recipe with every seed on the same model, data and budget, then write "
+        "a table (final eval accuracy mean ± std, eval completion tokens, generated tokens per correct "
+        "answer, all-equal group fraction, wall time) as Markdown and JSON, and a PNG with one curve "
+        "per recipe and a band over seeds.",
+        epilog="example: rlzoo compare --recipes grpo,agpo,agpo_v3,rloo,reinforce_rej,dr_grpo,dapo --seeds 3",
+    )
+    p.add_argument("--recipes", default="grpo,agpo", help="comma-separated recipe names (default grpo,agpo)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per recipe (default 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    p.add_argument("--output-dir", default="runs/compare", help="default runs/compare")
+    p.add_argument("--quiet", action="store_true", help="no per-run progress bars")
+    p.set_defaults(func=_compare)
     return parser
 
 

@@ -5,12 +5,14 @@ dataset named, the embedded default task (:mod:`rlzoo.tasks`) is used.
 """
 
 import json
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from rlzoo import recipes
@@ -168,3 +170,98 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_runs({exp.recipe.name: [history]}, out / "curves.png", title=f"rlzoo {exp.recipe.name}")
     return summary
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    t = torch.tensor(list(values), dtype=torch.float64)
+    return float(t.mean()), float(t.std()) if t.numel() > 1 else 0.0
+
+
+def git_commit() -> str:
+    """The commit of the working tree a benchmark ran on (``unknown`` outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def compare(
+    recipe_names: Sequence[str],
+    seeds: int,
+    *,
+    overrides: Sequence[str] = (),
+    output_dir: str | Path = "runs/compare",
+    train: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot."""
+    from rlzoo.plots import plot_runs
+
+    out = Path(output_dir)
+    experiments = {
+        name: [
+            load_experiment(
+                recipe=name,
+                overrides=overrides,
+                train={**(train or {}), "seed": seed, "output_dir": str(out / name / f"seed{seed}"), "save_every": 0},
+            )
+            for seed in range(seeds)
+        ]
+        for name in recipe_names
+    }  # every configuration is validated before anything runs
+    rows, curves = [], {}
+    for name, exps in experiments.items():
+        summaries = []
+        for exp in exps:
+            print(f"rlzoo compare: {name} seed {exp.config.seed}", flush=True)
+            summaries.append(run_experiment(exp, progress=exp.config.progress))
+        curves[name] = [_read_history(Path(e.config.output_dir)) for e in exps]
+        rows.append(_compare_row(name, summaries))
+    result = {"commit": git_commit(), "seeds": seeds, "overrides": list(overrides), "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    (out / "compare.md").write_text(compare_table(result))
+    plot_runs(curves, out / "compare.png", title=f"rlzoo compare ({seeds} seeds, commit {result['commit']})")
+    return result
+
+
+def _read_history(run_dir: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _compare_row(name: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    def stat(fn: Any) -> tuple[float, float]:
+        return _mean_std([fn(s) for s in summaries])
+
+    return {
+        "recipe": name,
+        "accuracy_greedy": stat(lambda s: s["after"].get("eval/greedy/accuracy", float("nan"))),
+        "accuracy_before": stat(lambda s: s["before"].get("eval/greedy/accuracy", float("nan"))),
+        "length": stat(lambda s: s["after"]["eval/greedy/length"]),
+        "length_before": stat(lambda s: s["before"]["eval/greedy/length"]),
+        "tokens_per_correct": stat(lambda s: s["generated_tokens"] / max(1.0, s["correct_completions"])),
+        "all_equal_frac": stat(lambda s: s["all_equal_frac"]),
+        "wall_time_s": stat(lambda s: s["wall_time_s"]),
+    }
+
+
+def compare_table(result: Mapping[str, Any]) -> str:
+    """The comparison as a Markdown table (mean ± std over seeds)."""
+
+    def pm(v: Sequence[float], fmt: str) -> str:
+        return f"{v[0]:{fmt}} ± {v[1]:{fmt}}"
+
+    lines = [
+        f"commit `{result['commit']}`, {result['seeds']} seed(s), overrides: {' '.join(result['overrides']) or 'none'}",
+        "",
+        "| recipe | eval accuracy (greedy) | eval tokens | train tokens per correct | all-equal groups | wall time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['recipe']} | {pm(r['accuracy_before'], '.1%')} → {pm(r['accuracy_greedy'], '.1%')} "
+            f"| {r['length_before'][0]:.1f} → {pm(r['length'], '.1f')} | {pm(r['tokens_per_correct'], '.1f')} "
+            f"| {pm(r['all_equal_frac'], '.0%')} | {pm(r['wall_time_s'], '.0f')} |"
+        )
+    return "\n".join(lines) + "\n"
