@@ -2,10 +2,12 @@
 
 import argparse
 import importlib
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from rlzoo.errors import RlzooError
+from rlzoo.errors import ConfigError, RlzooError
 from rlzoo.registry import Registry
 
 # kind on the command line -> (module, registry attribute)
@@ -93,6 +95,33 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def benchmarks_dir() -> Path:
+    """The repository's benchmarks/ folder (benchmarks ship with the source, not the wheel)."""
+    return Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _bench(args: argparse.Namespace) -> int:
+    folder = benchmarks_dir()
+    scripts = sorted(folder.glob("*.py")) if folder.is_dir() else []
+    if not scripts:
+        raise ConfigError(f"no benchmark scripts in {folder}: 'rlzoo bench' runs from a source checkout of rlzoo")
+    names = [s.stem for s in scripts]
+    chosen = names if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise ConfigError(f"bench: unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name in chosen:
+        print(f"== rlzoo bench: {name} ==", flush=True)
+        cmd = [sys.executable, str(folder / f"{name}.py"), "--out", str(out / f"{name}.json")]
+        if subprocess.run(cmd + (["--quick"] if args.quick else [])).returncode:
+            failed.append(name)
+    print(f"results in {out}/" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlzoo",
@@ -161,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/compare", help="default runs/compare")
     p.add_argument("--quiet", action="store_true", help="no per-run progress bars")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser(
+        "bench",
+        help="run the speed and memory benchmarks (advantages, log-probs and losses, vs TRL)",
+        description="Run every script in benchmarks/ (or those named by --only); each prints a table "
+        "and writes JSON into one folder.",
+    )
+    p.add_argument("--only", help="comma-separated benchmark names, e.g. advantages,logprobs")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
+    p.add_argument("--output-dir", default="bench_results", help="default bench_results")
+    p.set_defaults(func=_bench)
     return parser
 
 

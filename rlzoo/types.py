@@ -11,7 +11,7 @@ Shapes are jaxtyping annotations; the test suite checks them at run time for the
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Int, Shaped
@@ -245,12 +245,14 @@ class LossOutput:
     metrics: Mapping[str, Tensor] = field(default_factory=dict)
 
 
+@runtime_checkable
 class AdvantageEstimator(Protocol):
     """``groups -> advantages [n, g]``; zero where ``groups.mask`` is False."""
 
     def __call__(self, groups: Groups) -> Float[Tensor, "n g"]: ...
 
 
+@runtime_checkable
 class GroupFilter(Protocol):
     """``groups -> keep [n, g]``.
 
@@ -263,12 +265,14 @@ class GroupFilter(Protocol):
     def __call__(self, groups: Groups) -> Bool[Tensor, "n g"]: ...
 
 
+@runtime_checkable
 class RewardShaper(Protocol):
     """``groups -> groups`` with rewards changed group-wise (reads lengths and correctness)."""
 
     def __call__(self, groups: Groups) -> Groups: ...
 
 
+@runtime_checkable
 class PolicyObjective(Protocol):
     """The assembled loss the trainer minimises: policy term, KL term and aggregation together."""
 

@@ -1,7 +1,7 @@
 """Rollouts: G completions per prompt from a pluggable generator (Hugging Face ``generate`` by default)."""
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Int
@@ -58,6 +58,7 @@ def completion_mask(completion_ids: Int[Tensor, "m t"], eos_token_id: int) -> Bo
     return eos_before == 0
 
 
+@runtime_checkable
 class Generator(Protocol):
     """Samples ``group_size`` completions for each prompt; any inference engine can sit behind it."""
 

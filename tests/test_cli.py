@@ -1,0 +1,70 @@
+"""The rlzoo command: readable listings, helpful errors, quick train and compare runs."""
+
+import json
+
+import pytest
+
+from rlzoo.cli import KINDS, main, registry
+
+QUICK = ["--set", "steps=2", "--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "eval_size=8",
+         "--set", "eval_every=0", "--set", "save_every=0", "--set", "progress=false"]
+
+
+def test_list_prints_every_kind_with_summaries(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for kind in KINDS:
+        assert out.count(f"{kind} (") == 1
+        for name in registry(kind).names():
+            assert f"  {name} — " in out
+
+
+def test_list_verbose_shows_parameters_and_glob(capsys) -> None:
+    assert main(["list", "estimators", "grpo*", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "grpo — GRPO" in out and "scale: Literal['group', 'batch', 'none'] = 'group'" in out
+
+
+def test_help_lists_commands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("list", "recipes", "train", "compare"):
+        assert command in out
+
+
+def test_recipes_show_applies_overrides(capsys) -> None:
+    assert main(["recipes", "show", "grpo", "--set", "loss.eps_high=0.28"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# grpo: GRPO") and "eps_high: 0.28" in out
+
+
+def test_train_reports_every_config_problem_before_loading(capsys) -> None:
+    code = main(["train", "--recipe", "gpro", "--set", "steps=0", "--set", "loss.eps=1", "--model", "/nowhere"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown recipe 'gpro'; did you mean 'grpo'?" in err
+    assert "steps=0 must be >= 1" in err
+    assert "model '/nowhere' does not exist" in err
+    assert "name both --model and --dataset" in err
+
+
+def test_quick_train_on_the_embedded_task(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--output-dir", str(out), *QUICK]) == 0
+    text = capsys.readouterr().out
+    assert "recipe 'agpo' on the embedded arithmetic task" in text and "eval greedy" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and 0.0 <= summary["after"]["eval/greedy/accuracy"] <= 1.0
+    assert (out / "curves.png").stat().st_size > 1000
+    assert (out / "final" / "config.json").exists()
+
+
+def test_quick_compare(tmp_path, capsys) -> None:
+    out = tmp_path / "cmp"
+    assert main(["compare", "--recipes", "grpo,agpo", "--seeds", "1", "--output-dir", str(out), *QUICK]) == 0
+    table = (out / "compare.md").read_text()
+    assert "| grpo |" in table and "| agpo |" in table
+    result = json.loads((out / "compare.json").read_text())
+    assert [r["recipe"] for r in result["rows"]] == ["grpo", "agpo"] and result["commit"]
+    assert (out / "compare.png").stat().st_size > 1000
