@@ -6,9 +6,14 @@ is a subclass of :class:`Recipe` that only changes defaults, so every field can 
     rlzoo.recipes.build("agpo")
     rlzoo.recipes.build("dapo", loss={"name": "ppo_clip", "eps_high": 0.3})
     rlzoo.recipes.build("grpo").override(["loss.eps_high=0.28", "kl_coef=0"])
+
+A parameter that depends on the run's generation budget is written ``"$max_completion_length"``
+(or ``"$max_completion_length*0.2"``, rounded to an integer); the trainer resolves it from its
+config, so Dr. GRPO's constant and DAPO's overlong window follow the budget of the run.
 """
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +29,25 @@ RECIPES: Registry = Registry("recipe", entry_point_group="rlzoo.recipes")
 build = RECIPES.build
 
 Spec = str | Mapping[str, Any]
+
+# The run-dependent values a spec may refer to, with the stand-ins used to validate a recipe alone.
+CONTEXT_DEFAULTS: dict[str, int] = {"max_completion_length": 1024}
+_REFERENCE = re.compile(r"^\$(\w+)(?:\*([0-9.]+))?$")
+
+
+def resolve(spec: Any, context: Mapping[str, int]) -> Any:
+    """Replace ``"$name"`` / ``"$name*factor"`` strings inside a spec by values from ``context``."""
+    if isinstance(spec, Mapping):
+        return {k: resolve(v, context) for k, v in spec.items()}
+    if isinstance(spec, list | tuple):
+        return type(spec)(resolve(v, context) for v in spec)
+    match = _REFERENCE.match(spec) if isinstance(spec, str) else None
+    if match is None:
+        return spec
+    name, factor = match.groups()
+    if name not in context:
+        raise ConfigError(f"recipe: '{spec}' refers to an unknown run value; known: {', '.join(sorted(context))}")
+    return context[name] if factor is None else round(context[name] * float(factor))
 
 
 @dataclass(frozen=True)
@@ -61,19 +85,21 @@ class Recipe:
 
     def __post_init__(self) -> None:
         check(self, "refill_rounds", self.refill_rounds >= 0, "must be >= 0")
-        check(self, "kl_coef", self.kl_coef >= 0, "must be >= 0")
         check(self, "reward_kl_coef", self.reward_kl_coef >= 0, "must be >= 0")
-        check(self, "kl", self.kl is not None or self.kl_coef == 0, "is None but kl_coef > 0: name a KL estimator")
         self.build_parts()  # fail now, not mid-training
 
-    def build_parts(self) -> Parts:
-        """Build every component; a combination that cannot work raises a ConfigError here."""
-        estimator = advantages.build(self.advantage)
-        filters = tuple(advantages.build_filter(f) for f in self.filters)
-        shapers = tuple(rewards.build_shaper(s) for s in self.shapers)
+    def build_parts(self, context: Mapping[str, int] | None = None) -> Parts:
+        """Build every component; a combination that cannot work raises a ConfigError here.
+
+        ``context`` holds the run values specs may refer to (``$max_completion_length``).
+        """
+        ctx = CONTEXT_DEFAULTS | dict(context or {})
+        estimator = advantages.build(resolve(self.advantage, ctx))
+        filters = tuple(advantages.build_filter(resolve(f, ctx)) for f in self.filters)
+        shapers = tuple(rewards.build_shaper(resolve(s, ctx)) for s in self.shapers)
         objective = losses.Objective(
-            policy=self.loss,
-            aggregation=self.aggregation,
+            policy=resolve(self.loss, ctx),
+            aggregation=resolve(self.aggregation, ctx),
             kl=self.kl,
             kl_coef=self.kl_coef,
             entropy_coef=self.entropy_coef,
@@ -175,7 +201,9 @@ class DrGRPORecipe(Recipe):
     """Dr. GRPO (arXiv 2503.20783): A = r - mean (no std), token sum over a constant budget."""
 
     advantage: Spec = field(default_factory=lambda: {"name": "grpo", "scale": "none"})
-    aggregation: Spec = "seq_sum_const"
+    aggregation: Spec = field(
+        default_factory=lambda: {"name": "seq_sum_const", "constant": "$max_completion_length"}
+    )
 
 
 @RECIPES.register("agpo")
@@ -218,11 +246,15 @@ class ReinforceRejRecipe(Recipe):
 @RECIPES.register("dapo")
 @dataclass(frozen=True)
 class DAPORecipe(Recipe):
-    """DAPO (arXiv 2503.14476): dynamic sampling, clip-higher 0.28, overlong shaping, token mean."""
+    """DAPO (arXiv 2503.14476): dynamic sampling, clip-higher 0.28, overlong shaping, token mean.
+
+    The overlong window is the paper's proportion (Lmax 20480, Lcache 4096 = 20%) of the run's
+    generation budget; dynamic sampling refills dropped groups for up to 3 extra rounds.
+    """
 
     filters: tuple[Spec, ...] = ("dapo",)
     shapers: tuple[Spec, ...] = (
-        {"name": "dapo_overlong", "max_length": 20480, "cache_length": 4096},
+        {"name": "dapo_overlong", "max_length": "$max_completion_length", "cache_length": "$max_completion_length*0.2"},
     )
     loss: Spec = field(default_factory=lambda: {"name": "ppo_clip", "eps_low": 0.2, "eps_high": 0.28})
     refill_rounds: int = 3

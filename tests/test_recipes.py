@@ -61,10 +61,20 @@ def test_bad_component_parameter_fails_at_build_time() -> None:
 
 
 def test_kl_coef_without_estimator_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"kl=None .* kl_coef > 0"):
+    with pytest.raises(ConfigError, match=r"kl_coef=0.1 needs a KL estimator"):
         recipes.build("custom", kl_coef=0.1)
 
 
 def test_filter_that_makes_the_all_equal_rule_inert_warns() -> None:
     with pytest.warns(UserWarning, match="inert"):
         recipes.build("agpo", filters=["reinforce_rej"])
+
+
+def test_run_values_are_resolved_from_the_context() -> None:
+    parts = recipes.build("dapo").build_parts({"max_completion_length": 100})
+    (overlong,) = parts.shapers
+    assert (overlong.max_length, overlong.cache_length) == (100, 20)
+    assert recipes.build("dr_grpo").build_parts({"max_completion_length": 96}).objective.aggregation.constant == 96.0
+    assert recipes.resolve({"a": ["$x*0.5", "y"]}, {"x": 9}) == {"a": [4, "y"]}  # round(4.5) = 4
+    with pytest.raises(ConfigError, match=r"'\$budget' refers to an unknown run value; known: x"):
+        recipes.resolve("$budget", {"x": 1})

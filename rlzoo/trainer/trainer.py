@@ -36,6 +36,9 @@ from rlzoo.types import Groups, PolicyBatch
 
 logger = logging.getLogger("rlzoo.trainer")
 
+# Loss metrics that are a micro-batch's share of the step's loss (they add up); others are averaged.
+_ADDITIVE = frozenset({"loss/total", "loss/policy", "loss/kl", "loss/entropy"})
+
 
 @dataclass(frozen=True, eq=False)
 class StepBatch:
@@ -84,7 +87,7 @@ class Trainer:
     ) -> None:
         self.config = config = config or TrainConfig()
         self.recipe = recipes.build(recipe)
-        self.parts = self.recipe.build_parts()
+        self.parts = self.recipe.build_parts({"max_completion_length": config.max_completion_length})
         self._check_dataset(train_dataset, "train_dataset")
         if eval_dataset is not None:
             self._check_dataset(eval_dataset, "eval_dataset")
@@ -125,14 +128,16 @@ class Trainer:
             )
         else:
             optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # one schedule step per training step, on every process (accelerate's wrapper would step it
+        # once per process and run the schedule num_processes times too fast)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, lambda s: self._lr_factor(s))
         if self.ref_model is not None:
             self.ref_model = self.ref_model.to(self.accelerator.device)
         self.output_dir = Path(config.output_dir)
         self.step = 0
         self.data_position = 0
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float | int]] = []
         self._stop_signal: int | None = None
 
     # -- checks -----------------------------------------------------------------------------------
@@ -180,7 +185,7 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def train(self, resume: bool | str | Path = False) -> list[dict[str, float]]:
+    def train(self, resume: bool | str | Path = False) -> list[dict[str, float | int]]:
         """Run to ``config.steps``; Ctrl-C or SIGTERM saves a checkpoint and returns cleanly."""
         if resume:
             self.resume(None if resume is True else Path(resume))
@@ -304,7 +309,7 @@ class Trainer:
             for shaper in self.parts.shapers:
                 groups = shaper(groups)
             keep = [f(groups) for f in self.parts.filters]
-        return rollout, groups, keep, _score_metrics(scores, groups)
+        return rollout, groups, keep, _score_metrics(scores, groups, rollout)
 
     def _next_rows(self) -> list[dict[str, Any]]:
         """This process's share of the next ``prompts_per_step`` prompts of a seeded epoch order."""
@@ -445,8 +450,8 @@ class Trainer:
                 sync = contextlib.nullcontext() if i == len(chunks) - 1 else acc.no_sync(self.model)
                 with sync:
                     acc.backward(out.loss * acc.num_processes)
-                for name, value in {"loss/total": out.loss, **out.metrics}.items():
-                    sums[name] = sums.get(name, 0.0) + float(value) / (1 if name.startswith("loss/") else len(chunks))
+                for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
+                    sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in _ADDITIVE else len(chunks))
             if self.config.max_grad_norm is not None:
                 norm = acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / self.config.passes
@@ -653,7 +658,7 @@ def _all_equal(groups: Groups) -> Tensor:
     return (low == high) & groups.mask.any(1)
 
 
-def _score_metrics(scores: Scores, groups: Groups) -> dict[str, float]:
+def _score_metrics(scores: Scores, groups: Groups, rollout: Rollout) -> dict[str, float]:
     """Rewards of everything generated in a round: total, shaped, per function, accuracy, lengths."""
     valid = scores.valid
     any_valid = bool(valid.any())
@@ -665,6 +670,7 @@ def _score_metrics(scores: Scores, groups: Groups) -> dict[str, float]:
         "length/mean": float(lengths.mean()),
         "length/min": float(lengths.min()),
         "length/max": float(lengths.max()),
+        "length/truncated_frac": float(rollout.truncated.float().mean()),
     }
     for name, values in scores.per_function.items():
         m[f"reward/{name}/mean"] = float(values[valid].mean()) if any_valid else 0.0

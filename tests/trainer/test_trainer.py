@@ -57,7 +57,7 @@ def _one_update(tmp_path, micro_batch_size: int) -> list[torch.Tensor]:
     cfg = config(tmp_path / str(micro_batch_size), steps=1, optimizer="sgd", learning_rate=1.0,
                  micro_batch_size=micro_batch_size, max_grad_norm=None)
     Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
-    return [a - b for a, b in zip(model.parameters(), before, strict=True)]
+    return [a.detach() - b for a, b in zip(model.parameters(), before, strict=True)]
 
 
 def test_micro_batch_size_does_not_change_the_update(tmp_path) -> None:
