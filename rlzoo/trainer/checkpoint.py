@@ -2,7 +2,7 @@
 
 Layout under ``<output_dir>/checkpoints``::
 
-    step-000010/            model.safetensors, optimizer.pt, scheduler.pt, rng-<rank>.pt, state.json
+    step-000010/            model.safetensors, optimizer.pt, rng-<rank>.pt, state.json
     latest                  the name of the newest complete checkpoint
 
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is replaced
@@ -48,7 +48,6 @@ def save_checkpoint(
     *,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any,
     state: dict[str, Any],
     rank: int,
     is_main: bool,
@@ -66,7 +65,6 @@ def save_checkpoint(
     if is_main:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     barrier()
     final = root / name
@@ -91,16 +89,14 @@ def load_checkpoint(
     *,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any,
     rank: int,
 ) -> dict[str, Any]:
-    """Restore model, optimiser, scheduler and this process's RNG; return the trainer state."""
-    needed = ["model.safetensors", "optimizer.pt", "scheduler.pt", "state.json", f"rng-{rank}.pt"]
+    """Restore model, optimiser and this process's RNG; return the trainer state (step, data position)."""
+    needed = ["model.safetensors", "optimizer.pt", "state.json", f"rng-{rank}.pt"]
     missing = [f for f in needed if not (path / f).exists()]
     if missing:
         raise ConfigError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     load_model(model, str(path / "model.safetensors"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     set_rng_state(torch.load(path / f"rng-{rank}.pt", weights_only=True))
     return json.loads((path / "state.json").read_text())

@@ -129,9 +129,6 @@ class Trainer:
         else:
             optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        # one schedule step per training step, on every process (accelerate's wrapper would step it
-        # once per process and run the schedule num_processes times too fast)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, lambda s: self._lr_factor(s))
         if self.ref_model is not None:
             self.ref_model = self.ref_model.to(self.accelerator.device)
         self.output_dir = Path(config.output_dir)
@@ -224,6 +221,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One step: rollout, score, shape, filter, advantages, update. Returns its metrics."""
         timer = _Timer()
+        for group in self.optimizer.param_groups:  # the schedule is a function of the step: nothing to save
+            group["lr"] = self.config.learning_rate * self._lr_factor(self.step)
         rollout, groups, keep, metrics = self._collect(timer)
         everyone = self._gather_groups(groups)
         with timer("score"):
@@ -237,8 +236,7 @@ class Trainer:
         with timer("update"):
             metrics |= self._update(batch)
         metrics |= timer.metrics(tokens=float(rollout.lengths.sum()))
-        metrics["lr"] = self.scheduler.get_last_lr()[0]
-        self.scheduler.step()
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics
 
     # -- rollout, scoring, filtering ----------------------------------------------------------------
@@ -561,14 +559,13 @@ class Trainer:
         return out
 
     def save(self) -> Path:
-        """Checkpoint the current step (model, optimiser, scheduler, RNG, data position)."""
+        """Checkpoint the current step (model, optimiser, RNG, data position)."""
         acc = self.accelerator
         return save_checkpoint(
             self.output_dir / "checkpoints",
             self.step,
             model=acc.unwrap_model(self.model),
             optimizer=self.optimizer,
-            scheduler=self.scheduler,
             state={"data_position": self.data_position, "recipe": self.recipe.to_dict(), "config": self.config.to_dict()},
             rank=acc.process_index,
             is_main=acc.is_main_process,
@@ -584,7 +581,6 @@ class Trainer:
             path,
             model=self.accelerator.unwrap_model(self.model),
             optimizer=self.optimizer,
-            scheduler=self.scheduler,
             rank=self.accelerator.process_index,
         )
         self.step, self.data_position = state["step"], state["data_position"]

@@ -186,3 +186,11 @@ def test_trainer_source_names_no_component() -> None:
 def test_public_names() -> None:
     assert rlzoo.Trainer is Trainer
     assert rlzoo.TrainConfig().group_size == 8
+
+
+def test_learning_rate_schedule_is_a_function_of_the_step(tmp_path) -> None:
+    model, tok = tiny()
+    cfg = config(tmp_path, steps=3, warmup_steps=1, lr_schedule="cosine", learning_rate=0.01)
+    history = Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
+    # warm-up: 0.01 * (0+1)/(1+1); then cosine over 2 steps: progress 0 -> factor 1, progress 1/2 -> factor 1/2
+    assert [h["lr"] for h in history] == pytest.approx([0.005, 0.01, 0.005], rel=1e-12)
