@@ -1,4 +1,12 @@
-"""Policy losses, KL estimators, loss aggregations and the log-prob kernels."""
+"""Policy losses, KL estimators, loss aggregations, the assembled objective and the log-prob kernels.
+
+Three registries: ``POLICY_LOSSES`` (``batch -> PolicyTerm``), ``KL_ESTIMATORS``
+(``(logp, ref_logp) -> per-token KL``) and ``AGGREGATIONS`` (per-token values -> scalar with the
+step's global normalisers). :class:`Objective` assembles one of each (plus an entropy term and the
+AGPO options) into the ``PolicyObjective`` the trainer minimises::
+
+    objective = rlzoo.losses.Objective(policy={"name": "ppo_clip", "eps_high": 0.28}, aggregation="token_mean")
+"""
 
 from rlzoo.registry import Registry
 
@@ -9,3 +17,26 @@ AGGREGATIONS: Registry = Registry("loss aggregation", entry_point_group="rlzoo.a
 build = POLICY_LOSSES.build
 build_kl = KL_ESTIMATORS.build
 build_aggregation = AGGREGATIONS.build
+
+# Registering modules (import order: the registries above must exist first).
+from rlzoo.losses import aggregation, cispo, gvpo, kl, ppo, reinforce, sapo  # noqa: E402,F401
+from rlzoo.losses._common import Aggregation, KLEstimator, PolicyLoss, PolicyTerm  # noqa: E402
+from rlzoo.losses._logprobs import TokenLogProbs, token_logprobs, token_logprobs_from_hidden  # noqa: E402
+from rlzoo.losses._objective import Objective  # noqa: E402
+
+__all__ = [
+    "AGGREGATIONS",
+    "KL_ESTIMATORS",
+    "POLICY_LOSSES",
+    "Aggregation",
+    "KLEstimator",
+    "Objective",
+    "PolicyLoss",
+    "PolicyTerm",
+    "TokenLogProbs",
+    "build",
+    "build_aggregation",
+    "build_kl",
+    "token_logprobs",
+    "token_logprobs_from_hidden",
+]

@@ -1,0 +1,202 @@
+"""The assembled policy objective: policy term + KL term + entropy term, one aggregation."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from rlzoo.errors import ConfigError, DataError
+from rlzoo.losses import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rlzoo.losses._common import (
+    Aggregation,
+    KLEstimator,
+    PolicyLoss,
+    check_whole_groups,
+    count_totals,
+    group_sums,
+    num_groups,
+    require_group_ids,
+    totals_dtype,
+)
+from rlzoo.losses.aggregation import weighted_sum
+from rlzoo.registry import check
+from rlzoo.types import LossOutput, LossTotals, PolicyBatch
+
+
+@dataclass(frozen=True)
+class Objective:
+    """loss = agg(ℓ_policy) [floored] + kl_coef · agg(KL(logp, ref_logp)) - entropy_coef · agg(H).
+
+    Every field takes a registry spec (a name or ``{"name": ..., **params}``) or a built component.
+    The trainer counts the normalisers of a whole optimiser step once and hands them in::
+
+        totals = functools.reduce(operator.add, (objective.totals(mb, k) for mb in micro_batches))
+        totals = totals.map(all_reduce_sum)                   # across processes
+        for mb in micro_batches:
+            objective(mb.replace(totals=totals)).loss.backward()
+
+    and the summed gradient equals the full-batch gradient, for every aggregation.
+
+    Composition rules (checked in ``__post_init__``, ConfigError says what to change):
+
+    1. A token-level policy loss (ppo_clip, cispo, sapo, reinforce) takes any aggregation.
+    2. A sequence-level one (``ratio="sequence"``, gspo) needs an aggregation that weighs every
+       sequence the same (``seq_mean_token_mean``): a token or group mean would weight each
+       sequence's single value by its length, the silent GSPO bug of PITFALLS.
+    3. A group-level one (gvpo) needs an aggregation that weighs every group the same
+       (``group_token_mean``): the mean of the per-group losses.
+    4. ``kl`` and ``kl_coef`` go together (``kl_coef > 0`` needs a ``kl``; a ``kl`` needs
+       ``kl_coef > 0``). The KL and entropy terms are per token and use the same aggregation.
+    5. ``mask_zero_advantage`` (AGPO v2/v3) removes tokens whose advantage is exactly 0 from every
+       term and from the totals; it needs a loss that uses advantages (not gvpo).
+    6. ``loss_floor`` (AGPO: 0.0) clamps the aggregated policy loss from below, not the KL or
+       entropy terms. The floor applies to the policy loss's weighted mean over a scope: a scope
+       contributing ``L`` with aggregation weight ``s`` contributes ``max(L, floor · s)`` (with
+       floor 0: ``max(L, 0)``, the authors' clamp). ``floor_scope="microbatch"`` is the authors'
+       behaviour and depends on how the batch is split (a micro-batch of only positive
+       advantages gets no gradient); ``"group"`` floors each group and needs whole groups.
+       ``floor_scope="group"`` without a ``loss_floor`` is an error.
+
+    Metrics: ``loss/policy``, ``loss/kl``, ``loss/entropy`` are this micro-batch's contributions
+    (they add up over micro-batches); ``loss/floored`` is the fraction of floored scopes; the
+    policy loss adds ``ratio/*``, ``clip/*``, ``kl/sampler``, ``entropy/mean`` as micro-batch means.
+    """
+
+    policy: str | Mapping[str, Any] | PolicyLoss = "ppo_clip"
+    aggregation: str | Mapping[str, Any] | Aggregation = "token_mean"
+    kl: str | Mapping[str, Any] | KLEstimator | None = None
+    kl_coef: float = 0.0
+    entropy_coef: float = 0.0
+    mask_zero_advantage: bool = False
+    loss_floor: float | None = None
+    floor_scope: Literal["microbatch", "group"] = "microbatch"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", POLICY_LOSSES.build(self.policy))
+        object.__setattr__(self, "aggregation", AGGREGATIONS.build(self.aggregation))
+        if self.kl is not None:
+            object.__setattr__(self, "kl", KL_ESTIMATORS.build(self.kl))
+        inf = float("inf")
+        check(self, "kl_coef", 0 <= self.kl_coef < inf, "must be a finite number >= 0")
+        check(self, "entropy_coef", -inf < self.entropy_coef < inf, "must be a finite number")
+        check(
+            self,
+            "kl_coef",
+            self.kl is None or self.kl_coef > 0,
+            f"with kl={self._name(self.kl)} adds nothing; set kl_coef > 0 or kl=None",
+        )
+        check(
+            self,
+            "kl_coef",
+            self.kl is not None or self.kl_coef == 0,
+            "needs a KL estimator: set kl='k3' (or 'k1', 'k2') or kl_coef=0",
+        )
+        check(
+            self,
+            "loss_floor",
+            self.loss_floor is None or -inf < self.loss_floor < inf,
+            "must be a finite number or None",
+        )
+        check(
+            self,
+            "floor_scope",
+            self.floor_scope == "microbatch" or self.loss_floor is not None,
+            "only matters with a loss_floor; set loss_floor (AGPO: 0.0)",
+        )
+        check(
+            self,
+            "mask_zero_advantage",
+            not self.mask_zero_advantage or self.policy.uses_advantages,
+            f"needs a loss that weighs tokens by their advantage; {self._name(self.policy)} does not use advantages",
+        )
+        level, unit = self.policy.level, self.aggregation.unit
+        if level != "token" and unit != level:
+            fits = [e.name for e in AGGREGATIONS if getattr(e.cls, "unit", None) == level]
+            raise ConfigError(
+                f"Objective: {self._name(self.policy)} is a {level}-level loss (one value per {level}), but "
+                f"aggregation {self._name(self.aggregation)} weighs every {unit} the same, which weights each "
+                f"{level}'s value by its number of tokens. Use aggregation={' or '.join(map(repr, fits))}"
+            )
+
+    @staticmethod
+    def _name(component: object) -> str:
+        return repr(getattr(type(component), "component_name", component))
+
+    @property
+    def needs_ref_logp(self) -> bool:
+        """A KL term is on: batches need ``ref_logp``."""
+        return self.kl is not None
+
+    @property
+    def needs_entropy(self) -> bool:
+        """An entropy term is on: batches need ``entropy``."""
+        return self.entropy_coef != 0
+
+    @property
+    def needs_whole_groups(self) -> bool:
+        """Every sequence of a group must be in the same micro-batch (gvpo, or a per-group floor).
+
+        ``group_token_mean`` only needs ``group_ids``: its per-group normalisers come from the totals.
+        """
+        return self.policy.level == "group" or (self.loss_floor is not None and self.floor_scope == "group")
+
+    def mask(self, batch: PolicyBatch) -> Bool[Tensor, "b t"]:
+        """The tokens that count: ``batch.mask``, less zero-advantage tokens with ``mask_zero_advantage``."""
+        if self.mask_zero_advantage:
+            return batch.mask & (batch.token_advantages != 0)
+        return batch.mask
+
+    def totals(self, batch: PolicyBatch, num_groups: int) -> LossTotals:
+        """Counts of this micro-batch under this objective's mask; ``group_ids`` lie in ``range(num_groups)``."""
+        return count_totals(self.mask(batch), batch.group_ids, num_groups, totals_dtype(batch.logp))
+
+    def __call__(self, batch: PolicyBatch) -> LossOutput:
+        mask = self.mask(batch)
+        totals = batch.totals
+        if totals is None:
+            totals = count_totals(mask, batch.group_ids, num_groups(batch), totals_dtype(batch.logp))
+        batch = batch.replace(mask=mask, totals=totals)
+        term = self.policy(batch)
+        weights = self.aggregation.weights(mask, totals, batch.group_ids)
+        policy_loss, metrics = self._floored(batch, term.loss, weights)
+        metrics = {"loss/policy": policy_loss.detach(), **metrics, **term.metrics}
+        loss = policy_loss
+        if self.kl is not None:
+            if batch.ref_logp is None:
+                raise DataError(f"Objective: kl={self._name(self.kl)} needs batch.ref_logp")
+            kl = self.kl(torch.where(mask, batch.logp, 0.0), torch.where(mask, batch.ref_logp.detach(), 0.0))
+            kl_loss = weighted_sum(kl, weights, mask)
+            loss = loss + self.kl_coef * kl_loss
+            metrics["loss/kl"] = kl_loss.detach()
+        if self.needs_entropy:
+            if batch.entropy is None:
+                raise DataError(f"Objective: entropy_coef={self.entropy_coef} needs batch.entropy")
+            entropy = weighted_sum(batch.entropy, weights, mask)
+            loss = loss - self.entropy_coef * entropy
+            metrics["loss/entropy"] = entropy.detach()
+        return LossOutput(loss, metrics)
+
+    def _floored(
+        self, batch: PolicyBatch, loss: Float[Tensor, "b t"], weights: Float[Tensor, "b t"]
+    ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
+        """The aggregated policy loss, each scope's contribution clamped below at ``loss_floor · weight``."""
+        mask = batch.mask
+        if self.loss_floor is None:
+            return weighted_sum(loss, weights, mask), {}
+        contrib = (loss * weights).where(mask, 0.0)
+        if self.floor_scope == "microbatch":
+            scope_loss, scope_weight = contrib.sum()[None], weights.sum()[None]
+        else:
+            group_ids = require_group_ids("Objective (floor_scope='group')", batch)
+            check_whole_groups("Objective (floor_scope='group')", batch, mask)
+            k = num_groups(batch)
+            scope_loss = group_sums(contrib.sum(1), group_ids, k)
+            scope_weight = group_sums(weights.sum(1), group_ids, k)
+        floor = self.loss_floor * scope_weight
+        kept = scope_loss >= floor
+        present = scope_weight > 0
+        floored = (~kept & present).sum() / present.sum().clamp_min(1)
+        return torch.where(kept, scope_loss, floor).sum(), {"loss/floored": floored.to(floor.dtype)}

@@ -1,0 +1,81 @@
+"""Per-token KL estimators k1, k2, k3 (Schulman, "Approximating KL Divergence", 2020).
+
+The same component serves as a loss term (``Objective(kl=..., kl_coef=...)``) and, detached and
+summed over each sequence by the trainer, as a reward-side penalty. ``d = ref_logp - logp``.
+"""
+
+from dataclasses import dataclass
+
+from jaxtyping import Float
+from torch import Tensor
+
+from rlzoo.losses import KL_ESTIMATORS
+from rlzoo.losses._common import k3_value
+
+
+@dataclass(frozen=True)
+class _KLEstimator:
+    straight_through: bool = False
+
+    def value(self, d: Float[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        raise NotImplementedError
+
+    def __call__(self, logp: Float[Tensor, "b t"], ref_logp: Float[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        d = ref_logp - logp
+        value = self.value(d)
+        if not self.straight_through:
+            return value
+        k2 = 0.5 * d.square()
+        return value.detach() + (k2 - k2.detach())
+
+
+@KL_ESTIMATORS.register("k1")
+@dataclass(frozen=True)
+class K1(_KLEstimator):
+    """k1 = -d = logp - ref_logp, d = ref_logp - logp (Schulman 2020).
+
+    Implementation details:
+
+    1. Unbiased for KL(pi || ref) on samples of pi, but negative on some tokens; the usual
+       reward-side penalty (REINFORCE++, RLOO).
+    2. ``straight_through=True`` keeps the value and takes k2's gradient (verl's ``k1+``).
+    3. Values at padding positions are whatever the inputs give: mask them (the Objective does).
+    """
+
+    def value(self, d: Float[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        return -d
+
+
+@KL_ESTIMATORS.register("k2")
+@dataclass(frozen=True)
+class K2(_KLEstimator):
+    """k2 = d²/2, d = ref_logp - logp (Schulman 2020).
+
+    Implementation details:
+
+    1. Biased, always >= 0; as a loss its expected gradient is that of the reverse KL.
+    2. ``straight_through`` changes nothing here (value and gradient are already k2's).
+    3. Values at padding positions are whatever the inputs give: mask them (the Objective does).
+    """
+
+    def value(self, d: Float[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        return 0.5 * d.square()
+
+
+@KL_ESTIMATORS.register("k3")
+@dataclass(frozen=True)
+class K3(_KLEstimator):
+    """k3 = exp(d) - d - 1, d = ref_logp - logp (Schulman 2020; GRPO arXiv 2402.03300 Eq. 4, β = 0.04).
+
+    Implementation details:
+
+    1. Unbiased for KL(pi || ref) on samples of pi and always >= 0; as a loss its expected
+       gradient is that of the forward KL.
+    2. ``exp`` sees ``d`` clamped at 20 (the ratio's clamp), so a collapsed token gives a large
+       finite value instead of inf; verl instead clamps the k3 value itself to [-10, 10].
+    3. ``straight_through=True`` keeps the value and takes k2's gradient (verl's ``low_var_kl+``).
+    4. Values at padding positions are whatever the inputs give: mask them (the Objective does).
+    """
+
+    def value(self, d: Float[Tensor, "b t"]) -> Float[Tensor, "b t"]:
+        return k3_value(d)
