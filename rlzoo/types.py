@@ -37,8 +37,12 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 def ensure_finite(values: Tensor, mask: Tensor | None, who: str, what: str) -> None:
     """Raise a DataError naming ``who``, ``what`` and the first non-finite position where mask is True.
 
-    One fused reduction when everything is finite; the position is only searched on failure.
+    One reduction when everything is finite (a sum is finite only if its terms are, unless it
+    overflows); the precise elementwise check and the position search run only otherwise.
     """
+    total = (values if mask is None else torch.where(mask, values, 0)).sum()
+    if bool(torch.isfinite(total)):
+        return
     bad = ~torch.isfinite(values)
     if mask is not None:
         bad &= mask
@@ -120,7 +124,7 @@ class Groups:
             ensure_finite(greedy, None, "Groups", "greedy_rewards")
             object.__setattr__(self, "greedy_rewards", greedy)
         ensure_finite(rewards, mask, "Groups", "rewards")
-        if bool((lengths[mask] < 0).any()):
+        if lengths.numel() and int(torch.where(mask, lengths, 0).amin()) < 0:
             raise DataError("Groups: lengths must be >= 0 where the mask is True")
 
     @property
@@ -247,7 +251,12 @@ class LossOutput:
 
 @runtime_checkable
 class AdvantageEstimator(Protocol):
-    """``groups -> advantages [n, g]``; zero where ``groups.mask`` is False."""
+    """``groups -> advantages [n, g]``; zero where ``groups.mask`` is False.
+
+    Optional class markers (absent = False): ``couples_groups`` — one group's advantages depend on
+    other groups (batch-level statistics); ``acts_on_all_equal_groups`` — the estimator gives
+    all-equal groups a signal (AGPO), which a filter that removes them makes inert.
+    """
 
     def __call__(self, groups: Groups) -> Float[Tensor, "n g"]: ...
 
@@ -258,6 +267,7 @@ class GroupFilter(Protocol):
 
     ``mode="drop"``: completions not kept leave the step (no advantage, no loss term, no
     denominator). ``mode="zero"``: they stay in the loss denominators with advantage 0.
+    Optional class marker ``removes_all_equal_groups`` (absent = False).
     """
 
     mode: Literal["drop", "zero"]

@@ -145,3 +145,11 @@ def test_ensure_finite_locates_first_bad_position() -> None:
     with pytest.raises(DataError, match=r"who: what\[2, 1\] is inf"):
         ensure_finite(values, None, "who", "what")
     ensure_finite(values, values == 0, "who", "what")
+
+
+def test_ensure_finite_is_not_fooled_by_an_overflowing_sum() -> None:
+    values = torch.full((4,), 3e38)  # finite, but the sum overflows to inf
+    ensure_finite(values, None, "who", "what")
+    values[2] = float("-inf")
+    with pytest.raises(DataError, match=r"what\[2\] is -inf"):
+        ensure_finite(values, None, "who", "what")
