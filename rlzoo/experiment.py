@@ -210,19 +210,20 @@ def compare(
         ]
         for name in recipe_names
     }  # every configuration is validated before anything runs
-    rows, curves = [], {}
+    result: dict[str, Any] = {"commit": git_commit(), "seeds": seeds, "overrides": list(overrides), "rows": []}
+    curves = {}
+    out.mkdir(parents=True, exist_ok=True)
     for name, exps in experiments.items():
         summaries = []
         for exp in exps:
             print(f"rlzoo compare: {name} seed {exp.config.seed}", flush=True)
             summaries.append(run_experiment(exp, progress=exp.config.progress))
         curves[name] = [_read_history(Path(e.config.output_dir)) for e in exps]
-        rows.append(_compare_row(name, summaries))
-    result = {"commit": git_commit(), "seeds": seeds, "overrides": list(overrides), "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(result, indent=2))
-    (out / "compare.md").write_text(compare_table(result))
-    plot_runs(curves, out / "compare.png", title=f"rlzoo compare ({seeds} seeds, commit {result['commit']})")
+        result["rows"].append(_compare_row(name, summaries))
+        # written after every recipe, so an interrupted comparison keeps what it finished
+        (out / "compare.json").write_text(json.dumps(result, indent=2))
+        (out / "compare.md").write_text(compare_table(result))
+        plot_runs(curves, out / "compare.png", title=f"rlzoo compare ({seeds} seeds, commit {result['commit']})")
     return result
 
 
