@@ -227,7 +227,7 @@ def compare(
     return result
 
 
-def _read_history(run_dir: Path) -> list[dict[str, float]]:
+def _read_history(run_dir: Path) -> list[dict[str, float | int]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 

@@ -12,7 +12,7 @@ import torch
 PANELS = (("reward/mean", "reward"), ("accuracy", "accuracy (sampled)"), ("length/mean", "completion tokens"))
 
 
-def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
+def _series(history: Sequence[Mapping[str, float | int]], key: str) -> tuple[list[float | int], list[float | int]]:
     rows = [(h["step"], h[key]) for h in history if key in h]
     return [r[0] for r in rows], [r[1] for r in rows]
 
@@ -28,7 +28,7 @@ def _smooth(values: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def plot_runs(
-    runs: Mapping[str, Sequence[Sequence[Mapping[str, float]]]],
+    runs: Mapping[str, Sequence[Sequence[Mapping[str, float | int]]]],
     path: str | Path,
     *,
     title: str = "",

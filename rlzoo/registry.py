@@ -93,6 +93,27 @@ class Entry(Generic[T]):
         return "\n".join(lines)
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and adjacent swaps."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def suggest(name: str, candidates: list[str], n: int = 3) -> list[str]:
+    """The closest candidates to a mistyped name: fewest edits first (a swap counts once)."""
+    close = difflib.get_close_matches(name, candidates, n=len(candidates), cutoff=0.5)
+    return sorted(close, key=lambda c: (_edit_distance(name, c), close.index(c)))[:n]
+
+
 def dataclass_params(cls: type) -> tuple[Param, ...]:
     """The init fields of a dataclass as :class:`Param` s (type hints resolved, defaults evaluated)."""
     hints = typing.get_type_hints(cls)
@@ -121,7 +142,7 @@ def validate_params(label: str, cls: type, given: Mapping[str, Any]) -> dict[str
     kwargs: dict[str, Any] = {}
     for key, value in given.items():
         if key not in params:
-            close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+            close = suggest(key, list(params), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"unknown parameter '{key}'{hint}")
             continue
@@ -275,7 +296,7 @@ class Registry(Generic[T]):
         if key in self._entries:
             return self._entries[key]
         known = self.names()
-        close = difflib.get_close_matches(name, known + list(self._aliases), n=3, cutoff=0.5)
+        close = suggest(name, known + list(self._aliases))
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(known) if known else "(none registered)"
         raise ConfigError(f"unknown {self.kind} '{name}'{hint} known: {listing}")

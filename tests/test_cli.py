@@ -43,7 +43,7 @@ def test_train_reports_every_config_problem_before_loading(capsys) -> None:
     code = main(["train", "--recipe", "gpro", "--set", "steps=0", "--set", "loss.eps=1", "--model", "/nowhere"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "unknown recipe 'gpro'; did you mean 'grpo'?" in err
+    assert "unknown recipe 'gpro'; did you mean 'grpo'" in err
     assert "steps=0 must be >= 1" in err
     assert "model '/nowhere' does not exist" in err
     assert "name both --model and --dataset" in err

@@ -267,3 +267,10 @@ def test_import_is_lazy_and_cheap() -> None:
         [sys.executable, "-c", "import json; " + script], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+def test_suggestions_rank_a_swap_first() -> None:
+    from rlzoo.registry import suggest
+
+    assert suggest("gpro", ["gvpo", "gspo", "grpo", "agpo"])[0] == "grpo"
+    assert suggest("zzzz", ["grpo"]) == []
