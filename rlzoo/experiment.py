@@ -32,6 +32,7 @@ EMBEDDED_CONFIG: dict[str, Any] = {
     "eval_every": 40,
     "eval_size": 200,
     "save_every": 40,
+    "cpu_threads": 1,
 }
 
 _TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}

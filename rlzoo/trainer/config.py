@@ -16,7 +16,9 @@ from rlzoo.registry import validate_params
 class TrainConfig:
     """How to train: budget, batch shape, sampling, optimiser, logging and checkpoints.
 
-    Names follow TRL's GRPOConfig where one exists. A config is validated as a whole when it is
+    Names follow TRL's GRPOConfig where one exists. ``cpu_threads`` sets torch's intra-op threads
+    when training on CPU (small models run fastest on one: threads wait on each other as soon as
+    another process holds a core). A config is validated as a whole when it is
     built: every problem is reported at once, before any model is loaded.
     """
 
@@ -37,6 +39,7 @@ class TrainConfig:
     passes: int = 1
     seed: int = 0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    cpu_threads: int | None = None
     reward_weights: tuple[float, ...] | None = None
     reward_timeout: float | None = None
     reward_workers: int = 0
@@ -63,6 +66,8 @@ class TrainConfig:
             problems.append(f"learning_rate={self.learning_rate!r} must be > 0")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             problems.append(f"max_grad_norm={self.max_grad_norm!r} must be > 0 or None")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            problems.append(f"cpu_threads={self.cpu_threads!r} must be >= 1 or None (torch's default)")
         if self.reward_timeout is not None and not self.reward_timeout > 0:
             problems.append(f"reward_timeout={self.reward_timeout!r} must be > 0 or None")
         if problems:

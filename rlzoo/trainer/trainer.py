@@ -103,6 +103,8 @@ class Trainer:
                 f"TrainConfig: prompts_per_step={config.prompts_per_step} must be divisible by the "
                 f"number of processes ({world})"
             )
+        if config.cpu_threads is not None and self.accelerator.device.type == "cpu":
+            torch.set_num_threads(config.cpu_threads)
         set_seed(config.seed)
         if isinstance(model, str):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
