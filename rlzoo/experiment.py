@@ -148,11 +148,11 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         reward_funcs = exp.reward_funcs or ("answer_match",)
     config = exp.config if progress else TrainConfig.from_dict({**exp.config.to_dict(), "progress": False})
     trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows)
-    before = trainer.evaluate() if not resume else {}
+    before = {} if resume else trainer.evaluate() | trainer.evaluate(greedy=False)
     start = time.perf_counter()
     history = trainer.train(resume=resume)
     wall = time.perf_counter() - start
-    after = trainer.evaluate()
+    after = trainer.evaluate() | trainer.evaluate(greedy=False)
     out = Path(config.output_dir)
     summary = {
         "recipe": exp.recipe.to_dict(),

@@ -533,10 +533,20 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, dataset: Any = None, *, greedy: bool = True) -> dict[str, float]:
-        """Accuracy (where correctness is known, else mean reward) and completion length on held-out prompts."""
+        """Accuracy (where correctness is known, else mean reward) and completion length on held-out prompts.
+
+        Sampled evaluation draws from its own seeded random stream, so evaluating never changes
+        what training samples next (resumed runs stay exact).
+        """
         dataset = dataset if dataset is not None else self.eval_dataset
         if dataset is None:
             return {}
+        device = self.accelerator.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed)
+            return self._evaluate(dataset, greedy)
+
+    def _evaluate(self, dataset: Any, greedy: bool) -> dict[str, float]:
         size = min(len(dataset), self.config.eval_size)
         model = self.accelerator.unwrap_model(self.model)
         correct, rewards, lengths = [], [], []
