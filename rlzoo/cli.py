@@ -88,7 +88,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     train = {"progress": False} if args.quiet else {}
-    result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train)
+    result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train, jobs=args.jobs)
 
     print(compare_table(result))
     print(f"table: {args.output_dir}/compare.md   plot: {args.output_dir}/compare.png   data: {args.output_dir}/compare.json")
@@ -181,13 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every recipe with every seed on the same model, data and budget, then write "
         "a table (final eval accuracy mean ± std, eval completion tokens, generated tokens per correct "
         "answer, all-equal group fraction, wall time) as Markdown and JSON, and a PNG with one curve "
-        "per recipe and a band over seeds.",
+        "per recipe and a band over seeds. Finished runs with the same settings are reused, so an "
+        "interrupted comparison continues where it stopped.",
         epilog="example: rlzoo compare --recipes grpo,agpo,agpo_v3,rloo,reinforce_rej,dr_grpo,dapo --seeds 3",
     )
     p.add_argument("--recipes", default="grpo,agpo", help="comma-separated recipe names (default grpo,agpo)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per recipe (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--output-dir", default="runs/compare", help="default runs/compare")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, in worker processes (default 1; progress bars are off when > 1)")
     p.add_argument("--quiet", action="store_true", help="no per-run progress bars")
     p.set_defaults(func=_compare)
 

@@ -5,9 +5,11 @@ dataset named, the embedded default task (:mod:`rlzoo.tasks`) is used.
 """
 
 import json
+import multiprocessing
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,37 +200,72 @@ def compare(
     overrides: Sequence[str] = (),
     output_dir: str | Path = "runs/compare",
     train: Mapping[str, Any] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot."""
+    """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot.
+
+    A run whose ``summary.json`` already holds the same recipe and config is reused, so an interrupted
+    comparison picks up where it stopped. ``jobs`` > 1 trains that many runs at once in worker processes
+    (each with the config's ``cpu_threads``); wall times are then measured under that shared load.
+    """
     from rlzoo.plots import plot_runs
 
+    if jobs < 1:
+        raise ConfigError(f"compare: jobs must be >= 1, got {jobs}")
     out = Path(output_dir)
-    experiments = {
+    train = {**(train or {}), **({"progress": False} if jobs > 1 else {})}
+    runs = {
         name: [
-            load_experiment(
-                recipe=name,
-                overrides=overrides,
-                train={**(train or {}), "seed": seed, "output_dir": str(out / name / f"seed{seed}"), "save_every": 0},
-            )
+            {"recipe": name, "overrides": list(overrides),
+             "train": {**train, "seed": seed, "output_dir": str(out / name / f"seed{seed}"), "save_every": 0}}
             for seed in range(seeds)
         ]
         for name in recipe_names
-    }  # every configuration is validated before anything runs
+    }
+    for specs in runs.values():  # every configuration is validated before anything runs
+        for spec in specs:
+            load_experiment(**spec)
     result: dict[str, Any] = {"commit": git_commit(), "seeds": seeds, "overrides": list(overrides), "rows": []}
     curves = {}
     out.mkdir(parents=True, exist_ok=True)
-    for name, exps in experiments.items():
-        summaries = []
-        for exp in exps:
-            print(f"rlzoo compare: {name} seed {exp.config.seed}", flush=True)
-            summaries.append(run_experiment(exp, progress=exp.config.progress))
-        curves[name] = [_read_history(Path(e.config.output_dir)) for e in exps]
-        result["rows"].append(_compare_row(name, summaries))
-        # written after every recipe, so an interrupted comparison keeps what it finished
-        (out / "compare.json").write_text(json.dumps(result, indent=2))
-        (out / "compare.md").write_text(compare_table(result))
-        plot_runs(curves, out / "compare.png", title=f"rlzoo compare ({seeds} seeds, commit {result['commit']})")
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
+    try:
+        futures = {name: [pool.submit(_run_spec, spec) for spec in specs] for name, specs in runs.items()} if pool else {}
+        for name, specs in runs.items():
+            summaries = [f.result() for f in futures[name]] if pool else [_run_spec(spec) for spec in specs]
+            curves[name] = [_read_history(Path(spec["train"]["output_dir"])) for spec in specs]
+            result["rows"].append(_compare_row(name, summaries))
+            # written after every recipe, so an interrupted comparison keeps what it finished
+            (out / "compare.json").write_text(json.dumps(result, indent=2))
+            (out / "compare.md").write_text(compare_table(result))
+            plot_runs(curves, out / "compare.png", title=f"rlzoo compare ({seeds} seeds, commit {result['commit']})")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return result
+
+
+def _run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One comparison run (in this process or a worker): reuse a finished identical run, else train it."""
+    exp = load_experiment(**spec)
+    done = Path(exp.config.output_dir) / "summary.json"
+    if done.exists():
+        summary = json.loads(done.read_text())
+        same = _jsonable(exp.recipe.to_dict()) == summary["recipe"] and _without_progress(
+            _jsonable(exp.config.to_dict())) == _without_progress(summary["config"])
+        if same:
+            print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}: reusing {done}", flush=True)
+            return summary
+    print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}", flush=True)
+    return run_experiment(exp, progress=exp.config.progress)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _without_progress(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "progress"}
 
 
 def _read_history(run_dir: Path) -> list[dict[str, float | int]]:
@@ -236,37 +273,43 @@ def _read_history(run_dir: Path) -> list[dict[str, float | int]]:
 
 
 def _compare_row(name: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    def stat(fn: Any) -> tuple[float, float]:
+    def stat(when: str, key: str) -> tuple[float, float]:
+        return _mean_std([s[when].get(key, float("nan")) for s in summaries])
+
+    def total(fn: Any) -> tuple[float, float]:
         return _mean_std([fn(s) for s in summaries])
 
-    return {
-        "recipe": name,
-        "accuracy_greedy": stat(lambda s: s["after"].get("eval/greedy/accuracy", float("nan"))),
-        "accuracy_before": stat(lambda s: s["before"].get("eval/greedy/accuracy", float("nan"))),
-        "length": stat(lambda s: s["after"]["eval/greedy/length"]),
-        "length_before": stat(lambda s: s["before"]["eval/greedy/length"]),
-        "tokens_per_correct": stat(lambda s: s["generated_tokens"] / max(1.0, s["correct_completions"])),
-        "all_equal_frac": stat(lambda s: s["all_equal_frac"]),
-        "wall_time_s": stat(lambda s: s["wall_time_s"]),
-    }
+    row: dict[str, Any] = {"recipe": name}
+    for mode in ("greedy", "sampled"):
+        for metric in ("accuracy", "length"):
+            row[f"{metric}_{mode}_before"] = stat("before", f"eval/{mode}/{metric}")
+            row[f"{metric}_{mode}"] = stat("after", f"eval/{mode}/{metric}")
+    row["tokens_per_correct"] = total(lambda s: s["generated_tokens"] / max(1.0, s["correct_completions"]))
+    row["all_equal_frac"] = total(lambda s: s["all_equal_frac"])
+    row["wall_time_s"] = total(lambda s: s["wall_time_s"])
+    return row
 
 
 def compare_table(result: Mapping[str, Any]) -> str:
-    """The comparison as a Markdown table (mean ± std over seeds)."""
+    """The comparison as a Markdown table (mean ± std over seeds; before → after on the eval split)."""
 
     def pm(v: Sequence[float], fmt: str) -> str:
         return f"{v[0]:{fmt}} ± {v[1]:{fmt}}"
 
+    def change(r: Mapping[str, Any], key: str, fmt: str) -> str:
+        return f"{r[key + '_before'][0]:{fmt}} → {pm(r[key], fmt)}"
+
     lines = [
         f"commit `{result['commit']}`, {result['seeds']} seed(s), overrides: {' '.join(result['overrides']) or 'none'}",
         "",
-        "| recipe | eval accuracy (greedy) | eval tokens | train tokens per correct | all-equal groups | wall time (s) |",
-        "|---|---|---|---|---|---|",
+        "| recipe | eval accuracy (greedy) | eval accuracy (sampled) | eval tokens (greedy) | eval tokens (sampled) "
+        "| train tokens per correct | all-equal groups | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['recipe']} | {pm(r['accuracy_before'], '.1%')} → {pm(r['accuracy_greedy'], '.1%')} "
-            f"| {r['length_before'][0]:.1f} → {pm(r['length'], '.1f')} | {pm(r['tokens_per_correct'], '.1f')} "
-            f"| {pm(r['all_equal_frac'], '.0%')} | {pm(r['wall_time_s'], '.0f')} |"
+            f"| {r['recipe']} | {change(r, 'accuracy_greedy', '.1%')} | {change(r, 'accuracy_sampled', '.1%')} "
+            f"| {change(r, 'length_greedy', '.1f')} | {change(r, 'length_sampled', '.1f')} "
+            f"| {pm(r['tokens_per_correct'], '.1f')} | {pm(r['all_equal_frac'], '.0%')} | {pm(r['wall_time_s'], '.0f')} |"
         )
     return "\n".join(lines) + "\n"

@@ -60,7 +60,7 @@ def test_quick_train_on_the_embedded_task(tmp_path, capsys) -> None:
     assert (out / "final" / "config.json").exists()
 
 
-def test_quick_compare(tmp_path, capsys) -> None:
+def test_quick_compare(tmp_path, capfd) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", "--recipes", "grpo,agpo", "--seeds", "1", "--output-dir", str(out), *QUICK]) == 0
     table = (out / "compare.md").read_text()
@@ -68,3 +68,11 @@ def test_quick_compare(tmp_path, capsys) -> None:
     result = json.loads((out / "compare.json").read_text())
     assert [r["recipe"] for r in result["rows"]] == ["grpo", "agpo"] and result["commit"]
     assert (out / "compare.png").stat().st_size > 1000
+    capfd.readouterr()
+
+    # the same comparison again, two at a time: both finished runs are reused, nothing is retrained
+    stamps = [(out / r / "seed0" / "summary.json").stat().st_mtime_ns for r in ("grpo", "agpo")]
+    assert main(["compare", "--recipes", "grpo,agpo", "--jobs", "2", "--output-dir", str(out), *QUICK]) == 0
+    assert capfd.readouterr().out.count("reusing") == 2
+    assert [(out / r / "seed0" / "summary.json").stat().st_mtime_ns for r in ("grpo", "agpo")] == stamps
+    assert (out / "compare.md").read_text() == table

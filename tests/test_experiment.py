@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import EMBEDDED_CONFIG, compare_table, load_experiment, run_experiment
+from rlzoo.experiment import EMBEDDED_CONFIG, compare, compare_table, load_experiment, run_experiment
 from tests.trainer.helpers import rows, tiny
 
 
@@ -49,7 +49,16 @@ def test_users_own_model_and_dataset(tmp_path) -> None:
 
 
 def test_compare_table_formats_mean_and_spread() -> None:
-    row = {"recipe": "agpo", "accuracy_before": (0.5, 0.0), "accuracy_greedy": (0.75, 0.05), "length_before": (40.0, 0),
-           "length": (30.0, 1.0), "tokens_per_correct": (50.0, 2.0), "all_equal_frac": (0.25, 0.0), "wall_time_s": (60.0, 1.0)}
+    row = {"recipe": "agpo", "accuracy_greedy_before": (0.5, 0.0), "accuracy_greedy": (0.75, 0.05),
+           "accuracy_sampled_before": (0.4, 0.0), "accuracy_sampled": (0.6, 0.1),
+           "length_greedy_before": (40.0, 0), "length_greedy": (30.0, 1.0),
+           "length_sampled_before": (45.0, 0), "length_sampled": (35.0, 2.0),
+           "tokens_per_correct": (50.0, 2.0), "all_equal_frac": (0.25, 0.0), "wall_time_s": (60.0, 1.0)}
     table = compare_table({"commit": "abc", "seeds": 3, "overrides": [], "rows": [row]})
-    assert "| agpo | 50.0% ± 0.0% → 75.0% ± 5.0% | 40.0 → 30.0 ± 1.0 | 50.0 ± 2.0 | 25% ± 0% | 60 ± 1 |" in table
+    assert ("| agpo | 50.0% → 75.0% ± 5.0% | 40.0% → 60.0% ± 10.0% | 40.0 → 30.0 ± 1.0 | 45.0 → 35.0 ± 2.0 "
+            "| 50.0 ± 2.0 | 25% ± 0% | 60 ± 1 |") in table
+
+
+def test_compare_rejects_zero_jobs() -> None:
+    with pytest.raises(ConfigError, match="jobs must be >= 1, got 0"):
+        compare(["grpo"], 1, jobs=0)
