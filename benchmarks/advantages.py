@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,6 +36,7 @@ import torch
 
 import rlzoo
 from rlzoo.advantages import ESTIMATORS
+from rlzoo.experiment import git_commit
 
 PEERS = ("peer_loop", "peer_repeat_interleave", "peer_scatter", "peer_view_std")
 
@@ -126,13 +126,6 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[
         }
         for name in fns
     }
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_case(total: int, g: int, repeats: int, loop_limit: int) -> dict[str, dict[str, float]]:

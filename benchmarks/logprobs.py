@@ -37,6 +37,7 @@ import torch
 
 import rlzoo.losses as losses
 from rlzoo.errors import ConfigError
+from rlzoo.experiment import git_commit
 from rlzoo.types import PolicyBatch
 
 SEQ = 1024  # tokens per sequence
@@ -240,15 +241,6 @@ def run_case(
             return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
         out |= json.loads(proc.stdout.strip().splitlines()[-1])
     return out
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:

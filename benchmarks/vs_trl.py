@@ -46,6 +46,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from rlzoo.experiment import git_commit
+
 VARIANTS = ("trl", "trl_default", "rlzoo", "rlzoo_lean")
 # Workloads: prompts per step x completions per prompt, completion budget, micro-batch (sequences).
 MODELS: dict[str, dict[str, Any]] = {
@@ -149,7 +151,7 @@ def run_rlzoo(
 ) -> dict[str, Any]:
     import rlzoo
     from rlzoo.tasks import DEFAULT
-    from rlzoo.trainer._compiled_generate import LeanGenerator
+    from rlzoo.trainer.lean import LeanGenerator
 
     config = rlzoo.TrainConfig(
         steps=work["warmup"] + work["steps"],
@@ -245,16 +247,6 @@ def run_worker(work: dict[str, Any]) -> dict[str, Any]:
         if proc.returncode:
             raise RuntimeError(f"{work['model']}/{work['variant']} failed:\n{proc.stderr[-4000:]}")
         return json.loads(Path(result.name).read_text())
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out.stdout.strip()
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:

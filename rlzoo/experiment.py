@@ -251,9 +251,7 @@ def _run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     done = Path(exp.config.output_dir) / "summary.json"
     if done.exists():
         summary = json.loads(done.read_text())
-        same = _jsonable(exp.recipe.to_dict()) == summary["recipe"] and _without_progress(
-            _jsonable(exp.config.to_dict())) == _without_progress(summary["config"])
-        if same:
+        if _jsonable(exp.recipe.to_dict()) == summary["recipe"] and _same_config(exp.config, summary["config"]):
             print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}: reusing {done}", flush=True)
             return summary
     print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}", flush=True)
@@ -264,8 +262,15 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _without_progress(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k != "progress"}
+def _same_config(config: TrainConfig, saved: dict[str, Any]) -> bool:
+    """Same settings, progress bars aside; a knob added since the run was saved counts at its default."""
+    try:
+        then = TrainConfig.from_dict(saved).to_dict()
+    except ConfigError:  # a knob that no longer exists
+        return False
+    now = config.to_dict()
+    then["progress"] = now["progress"]
+    return _jsonable(now) == _jsonable(then)
 
 
 def _read_history(run_dir: Path) -> list[dict[str, float | int]]:

@@ -6,7 +6,14 @@ import pytest
 import yaml
 
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import EMBEDDED_CONFIG, compare, compare_table, load_experiment, run_experiment
+from rlzoo.experiment import (
+    EMBEDDED_CONFIG,
+    _same_config,
+    compare,
+    compare_table,
+    load_experiment,
+    run_experiment,
+)
 from tests.trainer.helpers import rows, tiny
 
 
@@ -62,3 +69,13 @@ def test_compare_table_formats_mean_and_spread() -> None:
 def test_compare_rejects_zero_jobs() -> None:
     with pytest.raises(ConfigError, match="jobs must be >= 1, got 0"):
         compare(["grpo"], 1, jobs=0)
+
+
+def test_finished_runs_are_matched_on_every_setting_but_progress() -> None:
+    config = load_experiment(recipe="grpo", overrides=["steps=5"]).config
+    saved = json.loads(json.dumps(config.to_dict())) | {"progress": not config.progress}
+    assert _same_config(config, saved)
+    del saved["generator"]  # saved before that knob existed: its default is what ran
+    assert _same_config(config, saved)
+    assert not _same_config(config, saved | {"steps": 6})
+    assert not _same_config(config, saved | {"retired_knob": 1})

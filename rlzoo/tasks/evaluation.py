@@ -1,4 +1,4 @@
-"""Held-out evaluation of a causal LM on a prompt/answer task with Hugging Face ``generate``."""
+"""Held-out evaluation of a causal LM on a prompt/answer task, with the trainer's generators."""
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -9,15 +9,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
 from rlzoo.tasks.arithmetic import arithmetic_correct
+from rlzoo.trainer.rollout import Generator, HFGenerator
 
-__all__ = ["completion_lengths", "evaluate", "generate_completions"]
-
-
-def completion_lengths(ids: Int[Tensor, "b t"], eos_token_id: int) -> Int[Tensor, " b"]:
-    """Tokens up to and including the first EOS; all ``t`` where a row has no EOS (truncated)."""
-    is_eos = ids == eos_token_id
-    first = is_eos.int().argmax(1)
-    return torch.where(is_eos.any(1), first + 1, ids.shape[1])
+__all__ = ["evaluate", "generate_completions"]
 
 
 def generate_completions(
@@ -30,11 +24,14 @@ def generate_completions(
     max_new_tokens: int = 96,
     temperature: float = 1.0,
     batch_size: int = 512,
+    generator: Generator | None = None,
 ) -> tuple[list[str], Int[Tensor, " b"], Bool[Tensor, " b"]]:
     """``num_samples`` completions per prompt (prompt-major), their token lengths and EOS flags.
 
-    Sampling is pure temperature sampling (no top-k, no top-p). Texts are decoded without special
-    tokens; lengths count EOS. Uses the caller's torch RNG.
+    Runs the trainer's generator (:class:`~rlzoo.trainer.rollout.HFGenerator` unless one is given)
+    over batches of at most ``batch_size`` completions. Sampling is pure temperature sampling (no
+    top-k, no top-p). Texts are decoded without special tokens; lengths count EOS. Uses the
+    caller's torch RNG.
     """
     if greedy and num_samples != 1:
         raise ConfigError(
@@ -45,27 +42,18 @@ def generate_completions(
             f"evaluate: need num_samples, batch_size, max_new_tokens >= 1 and temperature > 0, got "
             f"{num_samples}, {batch_size}, {max_new_tokens}, {temperature}"
         )
-    sampling = {} if greedy else {"temperature": temperature, "top_k": 0, "top_p": 1.0}
+    generate = generator or HFGenerator()
     per_batch = max(1, batch_size // num_samples)
     texts: list[str] = []
     lengths, finished = [], []
     for start in range(0, len(prompts), per_batch):
-        enc = tokenizer(list(prompts[start : start + per_batch]), padding=True, return_tensors="pt").to(
-            model.device
+        rollout = generate(
+            model, tokenizer, list(prompts[start : start + per_batch]), group_size=num_samples,
+            max_new_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=1.0,
         )
-        out = model.generate(
-            **enc,
-            do_sample=not greedy,
-            num_return_sequences=num_samples,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **sampling,
-        )
-        ids = out[:, enc["input_ids"].shape[1] :].cpu()
-        texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
-        lengths.append(completion_lengths(ids, tokenizer.eos_token_id))
-        finished.append((ids == tokenizer.eos_token_id).any(1))
+        texts += rollout.texts
+        lengths.append(rollout.lengths.cpu())
+        finished.append(~rollout.truncated.cpu())
     return texts, torch.cat(lengths), torch.cat(finished)
 
 

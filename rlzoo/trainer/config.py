@@ -16,7 +16,9 @@ from rlzoo.registry import validate_params
 class TrainConfig:
     """How to train: budget, batch shape, sampling, optimiser, logging and checkpoints.
 
-    Names follow TRL's GRPOConfig where one exists. ``cpu_threads`` sets torch's intra-op threads
+    Names follow TRL's GRPOConfig where one exists. ``generator`` picks the rollout engine:
+    ``hf`` is Hugging Face ``generate`` (any model), ``lean`` is :class:`rlzoo.trainer.LeanGenerator`
+    (Llama-style models; the same sampling in a leaner decode loop). ``cpu_threads`` sets torch's intra-op threads
     when training on CPU (small models run fastest on one: threads wait on each other as soon as
     another process holds a core). A config is validated as a whole when it is
     built: every problem is reported at once, before any model is loaded.
@@ -38,6 +40,7 @@ class TrainConfig:
     micro_batch_size: int = 64
     passes: int = 1
     seed: int = 0
+    generator: Literal["hf", "lean"] = "hf"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     cpu_threads: int | None = None
     reward_weights: tuple[float, ...] | None = None

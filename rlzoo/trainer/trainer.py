@@ -31,6 +31,7 @@ from rlzoo.errors import ConfigError
 from rlzoo.rewards import Scorer, Scores
 from rlzoo.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlzoo.trainer.config import TrainConfig
+from rlzoo.trainer.lean import LeanGenerator
 from rlzoo.trainer.rollout import Generator, HFGenerator, Rollout, concat_rollouts, select_groups
 from rlzoo.types import Groups, PolicyBatch
 
@@ -71,7 +72,7 @@ class Trainer:
         reward_funcs: reward functions (TRL's contract), registered names or specs.
         config: trainer knobs.
         eval_dataset: held-out prompts for periodic evaluation (accuracy and completion length).
-        generator: the rollout engine; Hugging Face ``generate`` by default.
+        generator: the rollout engine; by default the one ``config.generator`` names.
     """
 
     def __init__(
@@ -113,7 +114,9 @@ class Trainer:
             raise ConfigError("Trainer: tokenizer is None; pass the model's tokenizer")
         self.tokenizer = tokenizer
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
-        self.generator = generator or HFGenerator()
+        if generator is None and config.generator == "lean":
+            LeanGenerator.check(model)
+        self.generator = generator or (LeanGenerator() if config.generator == "lean" else HFGenerator())
         self.scorer = Scorer(
             list(reward_funcs),
             weights=list(config.reward_weights) if config.reward_weights else None,
@@ -275,6 +278,12 @@ class Trainer:
             take = live.nonzero().squeeze(1)[: per_process - have]
             pieces.append(_select((rollout, groups, keep), take))
             have += take.numel()
+        if self.parts.refill_rounds and have < per_process:
+            logger.warning(
+                "step %d: only %d of %d groups survived the filters after %d refill rounds; training on those "
+                "(raise the recipe's refill_rounds, e.g. --set refill_rounds=%d)",
+                self.step + 1, have, per_process, self.parts.refill_rounds, 2 * self.parts.refill_rounds,
+            )
         rollout = concat_rollouts([p[0] for p in pieces], self.tokenizer.pad_token_id)
         groups = _concat_groups([p[1] for p in pieces])
         keep = [torch.cat(ks) for ks in zip(*(p[2] for p in pieces), strict=True)]

@@ -6,19 +6,11 @@ import torch
 from rlzoo.errors import ConfigError
 from rlzoo.tasks import arithmetic_correct, evaluate, generate_completions, load_model
 from rlzoo.tasks.arithmetic import make_split
-from rlzoo.tasks.evaluation import completion_lengths
 
 
 @pytest.fixture(scope="module")
 def shipped():
     return load_model()
-
-
-def test_completion_lengths_count_through_the_first_eos() -> None:
-    eos, pad = 2, 0
-    ids = torch.tensor([[5, 6, eos, pad, pad], [5, eos, 7, eos, pad], [5, 6, 7, 8, 9]])
-    # row 0: EOS at index 2 -> 3 tokens; row 1: first EOS at 1 -> 2; row 2: no EOS -> all 5 (truncated)
-    assert completion_lengths(ids, eos).tolist() == [3, 2, 5]
 
 
 def test_batched_generation_matches_one_prompt_at_a_time(shipped) -> None:

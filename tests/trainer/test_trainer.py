@@ -16,6 +16,7 @@ import rlzoo
 from rlzoo.cli import KINDS, registry
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import RECIPES
+from rlzoo.tasks import arithmetic_correct
 from rlzoo.trainer import Trainer
 from rlzoo.trainer.checkpoint import latest_checkpoint
 from tests.trainer.helpers import REWARDS, ScriptedGenerator, config, rows, tiny
@@ -109,6 +110,7 @@ def test_resume_continues_exactly(tmp_path) -> None:
 
 SIGINT_SCRIPT = """
 import sys
+from rlzoo.tasks import arithmetic_correct
 from tests.trainer.helpers import REWARDS, ScriptedGenerator, rows, tiny
 from rlzoo.trainer import Trainer, TrainConfig
 model, tok = tiny()
@@ -154,6 +156,32 @@ def test_all_groups_filtered_is_a_logged_noop(tmp_path) -> None:
     assert h["update/skipped"] == 1.0
     assert h["groups/kept_frac"] == 0.0 and h["groups/all_equal_frac"] == 1.0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def even_first_term_only(prompts, completions, answer, **kwargs):
+    """The scripted answers, except that every completion of a prompt with an odd first term is wrong."""
+    right = arithmetic_correct(prompts, completions, answer)
+    return [r if int(p.split("+")[0]) % 2 == 0 else 0.0 for p, r in zip(prompts, right, strict=True)]
+
+
+even_first_term_only.verifies_correctness = True
+
+
+def test_dynamic_sampling_refills_the_batch_with_mixed_groups(tmp_path, caplog) -> None:
+    model, tok = tiny()
+    data = rows(40)
+    trainer = Trainer(model, tok, "dapo", data, (even_first_term_only,), config(tmp_path, steps=1),
+                      generator=ScriptedGenerator())
+    (h,) = trainer.train()
+    assert h["groups/rounds"] >= 2 and h["groups/trained"] == 4.0  # all-wrong groups were replaced
+    assert not caplog.records
+
+    # no mixed group anywhere: the rounds run out, the step goes on with what it has and says so
+    trainer = Trainer(model, tok, "dapo", data, (always_right,), config(tmp_path, steps=1), generator=ScriptedGenerator())
+    (h,) = trainer.train()
+    assert h["groups/rounds"] == 4.0 and h["update/skipped"] == 1.0
+    assert "only 0 of 4 groups survived the filters after 3 refill rounds" in caplog.text
+    assert "--set refill_rounds=6" in caplog.text
 
 
 def test_group_of_one_fails_before_training_with_advice(tmp_path) -> None:

@@ -83,6 +83,16 @@ class LeanGenerator:
        other models raise a ConfigError naming HFGenerator.
     """
 
+    @staticmethod
+    def check(model: PreTrainedModel) -> None:
+        """Raise a ConfigError naming HFGenerator unless this loop reproduces ``model``'s layers."""
+        model_type = model.config.model_type
+        if model_type not in SUPPORTED:
+            raise ConfigError(
+                f"LeanGenerator: model_type '{model_type}' is not supported (only {', '.join(SUPPORTED)}); "
+                "use HFGenerator (TrainConfig generator='hf')"
+            )
+
     def __call__(
         self,
         model: PreTrainedModel,
@@ -254,12 +264,8 @@ def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
 
 def _weights(model: PreTrainedModel, positions: int) -> _Weights:
     """The model's weights in the fused layout, and RoPE tables for ``positions`` positions."""
+    LeanGenerator.check(model)
     config = model.config
-    if config.model_type not in SUPPORTED:
-        raise ConfigError(
-            f"LeanGenerator: model_type '{config.model_type}' is not supported (only {', '.join(SUPPORTED)}); "
-            "use HFGenerator"
-        )
     base = model.model
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads

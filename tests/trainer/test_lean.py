@@ -15,7 +15,7 @@ from transformers import (
 from rlzoo.errors import ConfigError
 from rlzoo.tasks import build_tokenizer
 from rlzoo.trainer import HFGenerator, Trainer
-from rlzoo.trainer._compiled_generate import LeanGenerator, _pick
+from rlzoo.trainer.lean import LeanGenerator, _pick
 from tests.trainer.helpers import REWARDS, config, rows, tiny
 
 # Different prompt lengths, so the batch is left-padded.
@@ -148,14 +148,17 @@ def test_first_token_follows_the_model() -> None:
     assert (freq - probs).abs().max() < 0.03  # binomial sd <= 0.008
 
 
-def test_trains_with_the_trainer(tmp_path) -> None:
+def test_trains_with_the_trainer_when_the_config_names_it(tmp_path) -> None:
     model, tok = tiny()
-    trainer = Trainer(model, tok, "grpo", rows(8), REWARDS, config(tmp_path, steps=1), generator=LeanGenerator())
+    trainer = Trainer(model, tok, "grpo", rows(8), REWARDS, config(tmp_path, steps=1, generator="lean"))
+    assert isinstance(trainer.generator, LeanGenerator)
     (h,) = trainer.train()
     assert 1 <= h["length/mean"] <= 12 and h["time/generate"] > 0
 
 
-def test_other_architectures_are_refused() -> None:
+def test_other_architectures_are_refused(tmp_path) -> None:
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=28, n_positions=32))
     with pytest.raises(ConfigError, match=r"LeanGenerator: model_type 'gpt2' is not supported.*HFGenerator"):
         LeanGenerator()(model, build_tokenizer(), PROMPTS, group_size=2, max_new_tokens=4, temperature=1.0, top_p=1.0)
+    with pytest.raises(ConfigError, match=r"model_type 'gpt2' is not supported.*generator='hf'"):
+        Trainer(model, build_tokenizer(), "grpo", rows(8), REWARDS, config(tmp_path, generator="lean"))
