@@ -151,7 +151,6 @@ def run_rlzoo(
 ) -> dict[str, Any]:
     import rlzoo
     from rlzoo.tasks import DEFAULT
-    from rlzoo.trainer.lean import LeanGenerator
 
     config = rlzoo.TrainConfig(
         steps=work["warmup"] + work["steps"],
@@ -165,6 +164,7 @@ def run_rlzoo(
         micro_batch_size=work["micro_batch"],
         mixed_precision="no",
         seed=SEED,
+        generator="lean" if work["variant"] == "rlzoo_lean" else "hf",
         output_dir=out_dir,
         save_every=0,
         progress=False,
@@ -176,7 +176,6 @@ def run_rlzoo(
         rows,
         list(DEFAULT.reward_funcs),
         config=config,
-        generator=LeanGenerator() if work["variant"] == "rlzoo_lean" else None,
     )
     stamps = [(time.perf_counter(), time.process_time())]
     train_step = trainer.train_step

@@ -17,6 +17,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 __all__ = ["ALPHABET", "ASSETS", "SPECIAL_TOKENS", "build_tokenizer", "load_model", "new_model"]
 
@@ -91,5 +92,11 @@ def load_model(
     """
     where = ASSETS if path is None else Path(path)
     tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype=torch.float32)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a weight-loading bar for a model that loads in milliseconds is noise
+    try:
+        model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype=torch.float32)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     return model.to(device or "cpu").eval(), tokenizer

@@ -90,3 +90,12 @@ def test_shipped_greedy_accuracy_is_in_the_useful_band(shipped) -> None:
     lo, hi = SHIPPED_GREEDY_BAND
     assert lo <= metrics["accuracy"] <= hi, metrics
     assert metrics["truncated"] == 0.0 and 26 <= metrics["mean_length"] <= 50, metrics  # shortest trace: 24
+
+
+def test_loading_shows_no_weight_bar_and_leaves_the_setting_alone(capfd) -> None:
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
