@@ -163,8 +163,7 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         "wall_time_s": wall,
         "before": before,
         "after": after,
-        "generated_tokens": sum(h.get("length/mean", 0.0) for h in history) * config.prompts_per_step * config.group_size,
-        "correct_completions": sum(h.get("accuracy", 0.0) for h in history) * config.prompts_per_step * config.group_size,
+        **generation_totals(history, config.prompts_per_step * config.group_size),
         "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
     }
     if trainer.accelerator.is_main_process:
@@ -173,6 +172,19 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_runs({exp.recipe.name: [history]}, out / "curves.png", title=f"rlzoo {exp.recipe.name}")
     return summary
+
+
+def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: int) -> dict[str, float]:
+    """Completion tokens generated and correct completions over a run, refill rounds included.
+
+    Every generation round of a step samples ``per_round`` completions; the step's ``length/mean``
+    and ``accuracy`` are means over its ``groups/rounds`` rounds.
+    """
+    rounds = [h.get("groups/rounds", 1.0) * per_round for h in history]
+    return {
+        "generated_tokens": sum(h.get("length/mean", 0.0) * r for h, r in zip(history, rounds, strict=True)),
+        "correct_completions": sum(h.get("accuracy", 0.0) * r for h, r in zip(history, rounds, strict=True)),
+    }
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -234,7 +246,7 @@ def compare(
         for name, specs in runs.items():
             summaries = [f.result() for f in futures[name]] if pool else [_run_spec(spec) for spec in specs]
             curves[name] = [_read_history(Path(spec["train"]["output_dir"])) for spec in specs]
-            result["rows"].append(_compare_row(name, summaries))
+            result["rows"].append(_compare_row(name, summaries, curves[name]))
             # written after every recipe, so an interrupted comparison keeps what it finished
             (out / "compare.json").write_text(json.dumps(result, indent=2))
             (out / "compare.md").write_text(compare_table(result))
@@ -277,7 +289,7 @@ def _read_history(run_dir: Path) -> list[dict[str, float | int]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def _compare_row(name: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def _compare_row(name: str, summaries: list[dict[str, Any]], histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
     def stat(when: str, key: str) -> tuple[float, float]:
         return _mean_std([s[when].get(key, float("nan")) for s in summaries])
 
@@ -289,7 +301,9 @@ def _compare_row(name: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
         for metric in ("accuracy", "length"):
             row[f"{metric}_{mode}_before"] = stat("before", f"eval/{mode}/{metric}")
             row[f"{metric}_{mode}"] = stat("after", f"eval/{mode}/{metric}")
-    row["tokens_per_correct"] = total(lambda s: s["generated_tokens"] / max(1.0, s["correct_completions"]))
+    per_round = [s["config"]["prompts_per_step"] * s["config"]["group_size"] for s in summaries]
+    totals = [generation_totals(h, n) for h, n in zip(histories, per_round, strict=True)]
+    row["tokens_per_correct"] = _mean_std([t["generated_tokens"] / max(1.0, t["correct_completions"]) for t in totals])
     row["all_equal_frac"] = total(lambda s: s["all_equal_frac"])
     row["wall_time_s"] = total(lambda s: s["wall_time_s"])
     return row
