@@ -16,7 +16,11 @@ from rlzoo.registry import validate_params
 class TrainConfig:
     """How to train: budget, batch shape, sampling, optimiser, logging and checkpoints.
 
-    Names follow TRL's GRPOConfig where one exists. ``generator`` picks the rollout engine:
+    Names follow TRL's GRPOConfig where one exists. Each step's groups are split into
+    ``mini_batches`` parts of whole groups, one optimiser step each (TRL's ``steps_per_generation``,
+    verl's PPO mini-batches), and the whole sweep runs ``passes`` times (TRL's ``num_iterations``);
+    ``micro_batch_size`` only bounds memory. With one optimiser step per rollout (the default) the
+    policy ratio is exactly 1 and no clip binds. ``generator`` picks the rollout engine:
     ``hf`` is Hugging Face ``generate`` (any model), ``lean`` is :class:`rlzoo.trainer.LeanGenerator`
     (Llama-style models; the same sampling in a leaner decode loop). ``cpu_threads`` sets torch's intra-op threads
     when training on CPU (small models run fastest on one: threads wait on each other as soon as
@@ -39,6 +43,7 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     micro_batch_size: int = 64
     passes: int = 1
+    mini_batches: int = 1
     seed: int = 0
     generator: Literal["hf", "lean"] = "hf"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
@@ -57,7 +62,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("steps", "prompts_per_step", "group_size", "max_completion_length", "micro_batch_size",
-                    "passes", "log_every", "eval_batch_size")
+                    "passes", "mini_batches", "log_every", "eval_batch_size")
         non_negative = ("warmup_steps", "eval_every", "eval_size", "save_every", "reward_workers", "weight_decay")
         problems = [f"{k}={getattr(self, k)!r} must be >= 1" for k in positive if getattr(self, k) < 1]
         problems += [f"{k}={getattr(self, k)!r} must be >= 0" for k in non_negative if getattr(self, k) < 0]
@@ -69,6 +74,11 @@ class TrainConfig:
             problems.append(f"learning_rate={self.learning_rate!r} must be > 0")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             problems.append(f"max_grad_norm={self.max_grad_norm!r} must be > 0 or None")
+        if self.mini_batches > self.prompts_per_step:
+            problems.append(
+                f"mini_batches={self.mini_batches!r} must be <= prompts_per_step={self.prompts_per_step!r} "
+                "(each mini-batch holds whole groups)"
+            )
         if self.cpu_threads is not None and self.cpu_threads < 1:
             problems.append(f"cpu_threads={self.cpu_threads!r} must be >= 1 or None (torch's default)")
         if self.reward_timeout is not None and not self.reward_timeout > 0:

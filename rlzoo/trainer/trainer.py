@@ -404,69 +404,100 @@ class Trainer:
             group_ids=prompt_rows + offset,
         )
 
-    def _micro_batches(self, batch: StepBatch) -> list[Tensor]:
-        """Row indices of each micro-batch; whole groups stay together when the objective needs it."""
+    def _micro_batches(self, batch: StepBatch, rows: Tensor) -> list[Tensor]:
+        """``rows`` cut into micro-batches; whole groups stay together when the objective needs it."""
         size = self.config.micro_batch_size
-        if self.parts.objective.needs_whole_groups:
-            ids = batch.group_ids
+        if self.parts.objective.needs_whole_groups and rows.numel():
+            ids = batch.group_ids[rows]
             starts = torch.cat([torch.tensor([True], device=ids.device), ids[1:] != ids[:-1]]).nonzero().squeeze(1)
-            bounds = [*starts.tolist(), batch.size]
+            bounds = [*starts.tolist(), rows.numel()]
             out, current = [], 0
             for end in bounds[1:]:
-                if end - current >= size or end == batch.size:
-                    out.append(torch.arange(current, end, device=ids.device))
+                if end - current >= size or end == rows.numel():
+                    out.append(rows[current:end])
                     current = end
             return out
-        return list(torch.arange(batch.size, device=batch.input_ids.device).split(size))
+        return list(rows.split(size))
+
+    def _mini_batches(self, batch: StepBatch) -> list[Tensor]:
+        """This process's rows in ``config.mini_batches`` parts of whole groups (a part may be empty)."""
+        parts = self.config.mini_batches
+        rows = torch.arange(batch.size, device=batch.input_ids.device)
+        if parts == 1:
+            return [rows]
+        _, local_group = batch.group_ids.unique_consecutive(return_inverse=True)
+        n_groups = int(local_group.max()) + 1 if batch.size else 0
+        part = local_group * parts // max(n_groups, 1)
+        return [rows[part == j] for j in range(parts)]
 
     def _update(self, batch: StepBatch) -> dict[str, float]:
-        objective = self.parts.objective
-        acc = self.accelerator
-        k = self.config.prompts_per_step
+        """``passes`` x ``mini_batches`` optimiser steps; every process joins every collective."""
+        objective, cfg = self.parts.objective, self.config
         if self._all_processes(batch.size == 0):
             return {"update/skipped": 1.0}  # every group was filtered out: a logged no-op
-        if batch.size == 0:  # others train: join their gradient all-reduce with a zero gradient
-            for _ in range(self.config.passes):
-                self._idle_backward()
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            return {"update/skipped": 0.0}
-        chunks = self._micro_batches(batch)
         completion_len = batch.completion_mask.shape[1]
+        everything = self._micro_batches(batch, torch.arange(batch.size, device=batch.input_ids.device))
         old_logp = ref_logp = None
         with torch.no_grad():
-            if self.config.passes > 1:
-                old_logp = torch.cat([self._logp(self.model, batch.select(c), completion_len)[0] for c in chunks])
+            if cfg.passes > 1 or cfg.mini_batches > 1:  # later optimiser steps are off-policy
+                old_logp = self._logp_rows(self.model, batch, everything, completion_len)
             if objective.needs_ref_logp:
-                ref_logp = torch.cat([self._logp(self.ref_model, batch.select(c), completion_len)[0] for c in chunks])
-        counting = [self._policy_batch(batch, c, torch.zeros_like(batch.completion_mask[c], dtype=torch.float32)) for c in chunks]
+                ref_logp = self._logp_rows(self.ref_model, batch, everything, completion_len)
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(cfg.passes):
+            for rows in self._mini_batches(batch):
+                if self._all_processes(rows.numel() == 0):
+                    continue
+                for name, value in self._optimizer_step(batch, rows, old_logp, ref_logp, completion_len).items():
+                    sums[name] = sums.get(name, 0.0) + value
+                steps += 1
+        return {k: v / steps for k, v in sums.items()} | {"update/skipped": 0.0, "update/optimizer_steps": float(steps)}
+
+    def _logp_rows(self, model: torch.nn.Module, batch: StepBatch, chunks: list[Tensor], completion_len: int) -> Tensor:
+        """Detached log-probs of every row of ``batch``, computed chunk by chunk."""
+        if not chunks:
+            return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
+        return torch.cat([self._logp(model, batch.select(c), completion_len)[0] for c in chunks])
+
+    def _optimizer_step(
+        self, batch: StepBatch, rows: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None, completion_len: int
+    ) -> dict[str, float]:
+        """One optimiser step on ``rows`` (possibly none here, while other processes train)."""
+        objective, acc = self.parts.objective, self.accelerator
+        k = self.config.prompts_per_step
+        chunks = self._micro_batches(batch, rows)
+        empty = batch.completion_mask.new_zeros((0, completion_len), dtype=torch.float32)
+        counting = [self._policy_batch(batch, c, empty.new_zeros(c.numel(), completion_len)) for c in chunks] or [
+            self._policy_batch(batch, rows, empty)
+        ]
         totals = sum((objective.totals(b, k) for b in counting[1:]), objective.totals(counting[0], k))
         totals = totals.map(lambda t: acc.reduce(t, "sum")) if acc.num_processes > 1 else totals
         sums: dict[str, float] = {}
-        for _ in range(self.config.passes):
-            for i, rows in enumerate(chunks):
-                logp, entropy = self._logp(self.model, batch.select(rows), completion_len, objective.needs_entropy)
-                mb = self._policy_batch(
-                    batch,
-                    rows,
-                    logp,
-                    old_logp=None if old_logp is None else old_logp[rows],
-                    ref_logp=None if ref_logp is None else ref_logp[rows],
-                    entropy=entropy,
-                    totals=totals,
-                )
-                out = objective(mb)
-                sync = contextlib.nullcontext() if i == len(chunks) - 1 else acc.no_sync(self.model)
-                with sync:
-                    acc.backward(out.loss * acc.num_processes)
-                for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
-                    sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in _ADDITIVE else len(chunks))
-            if self.config.max_grad_norm is not None:
-                norm = acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / self.config.passes
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        return {k: v / self.config.passes if not k.startswith("grad_norm") else v for k, v in sums.items()}
+        if not chunks:  # nothing here: join the others' gradient all-reduce with a zero gradient
+            self._idle_backward()
+        for i, c in enumerate(chunks):
+            logp, entropy = self._logp(self.model, batch.select(c), completion_len, objective.needs_entropy)
+            mb = self._policy_batch(
+                batch,
+                c,
+                logp,
+                old_logp=None if old_logp is None else old_logp[c],
+                ref_logp=None if ref_logp is None else ref_logp[c],
+                entropy=entropy,
+                totals=totals,
+            )
+            out = objective(mb)
+            sync = contextlib.nullcontext() if i == len(chunks) - 1 else acc.no_sync(self.model)
+            with sync:
+                acc.backward(out.loss * acc.num_processes)
+            for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
+                sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in _ADDITIVE else len(chunks))
+        if self.config.max_grad_norm is not None:
+            sums["grad_norm"] = float(acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums
 
     def _idle_backward(self) -> None:
         """A backward pass with zero gradient, for a process that has nothing to train on this step."""

@@ -70,16 +70,47 @@ def test_micro_batch_size_does_not_change_the_update(tmp_path) -> None:
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def test_data_parallel_matches_one_process(tmp_path) -> None:
-    """accelerate launch --num_processes 2 --cpu (gloo) gives the single-process update."""
+def test_mini_batches_are_successive_optimizer_steps_on_whole_groups(tmp_path) -> None:
+    """A vanilla policy gradient (no ratio) with per-group advantages: two mini-batches of one step
+    are exactly two steps on half the prompts each (the data order is the same)."""
+    recipe = rlzoo.recipes.build("custom", advantage="grpo", loss="reinforce", aggregation="token_mean")
+
+    def run(out: str, **changes) -> list[dict]:
+        model, tok = tiny()
+        cfg = config(tmp_path / out, optimizer="sgd", learning_rate=1.0, max_grad_norm=None, micro_batch_size=3,
+                     **changes)
+        history = Trainer(model, tok, recipe, rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
+        return [p.detach() for p in model.parameters()], history
+
+    split, (h,) = run("split", steps=1, prompts_per_step=4, mini_batches=2)
+    halves, _ = run("halves", steps=2, prompts_per_step=2)
+    assert h["update/optimizer_steps"] == 2.0
+    for a, b in zip(split, halves, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_later_mini_batches_are_off_policy_so_the_clip_binds(tmp_path) -> None:
+    model, tok = tiny()
+    cfg = config(tmp_path, steps=1, prompts_per_step=4, mini_batches=4, optimizer="sgd", learning_rate=5.0)
+    (h,) = Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
+    assert h["update/optimizer_steps"] == 4.0 and h["clip/low"] + h["clip/high"] > 0
+    with pytest.raises(ConfigError, match="mini_batches=5 must be <= prompts_per_step=4"):
+        config(tmp_path, prompts_per_step=4, mini_batches=5)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "one_group"])
+def test_data_parallel_matches_one_process(mode: str, tmp_path) -> None:
+    """accelerate launch --num_processes 2 --cpu (gloo) gives the single-process update: with two
+    mini-batches, and when one process has no group left to train on."""
     script = ROOT / "tests" / "trainer" / "ddp_run.py"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     one = tmp_path / "one.pt"
     two = tmp_path / "two.pt"
-    subprocess.run([sys.executable, str(script), str(one)], check=True, env=env, cwd=ROOT, timeout=300)
+    extra = [mode] if mode == "one_group" else []
+    subprocess.run([sys.executable, str(script), str(one), *extra], check=True, env=env, cwd=ROOT, timeout=300)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(two)]
-    subprocess.run(launch, check=True, env=env, cwd=ROOT, timeout=300)
+    subprocess.run([*launch, *extra], check=True, env=env, cwd=ROOT, timeout=300)
     a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
     assert max(float(d.abs().max()) for d in a) > 1e-4
     for x, y in zip(a, b, strict=True):
