@@ -159,6 +159,7 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
     summary = {
         "recipe": exp.recipe.to_dict(),
         "config": config.to_dict(),
+        "commit": git_commit(),
         "steps": trainer.step,
         "wall_time_s": wall,
         "before": before,
@@ -217,7 +218,7 @@ def compare(
     """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot.
 
     A run whose ``summary.json`` already holds the same recipe and config is reused, so an interrupted
-    comparison picks up where it stopped. ``jobs`` > 1 trains that many runs at once in worker processes
+    comparison picks up where it stopped; the table names the commit(s) its runs were trained on. ``jobs`` > 1 trains that many runs at once in worker processes
     (each with the config's ``cpu_threads``); wall times are then measured under that shared load.
     """
     from rlzoo.plots import plot_runs
@@ -237,7 +238,8 @@ def compare(
     for specs in runs.values():  # every configuration is validated before anything runs
         for spec in specs:
             load_experiment(**spec)
-    result: dict[str, Any] = {"commit": git_commit(), "seeds": seeds, "overrides": list(overrides), "rows": []}
+    result: dict[str, Any] = {"commit": "", "seeds": seeds, "overrides": list(overrides), "rows": []}
+    commits: set[str] = set()
     curves = {}
     out.mkdir(parents=True, exist_ok=True)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
@@ -247,6 +249,8 @@ def compare(
             summaries = [f.result() for f in futures[name]] if pool else [_run_spec(spec) for spec in specs]
             curves[name] = [_read_history(Path(spec["train"]["output_dir"])) for spec in specs]
             result["rows"].append(_compare_row(name, summaries, curves[name]))
+            commits |= {s.get("commit", "unknown") for s in summaries}  # reused runs keep the commit they ran on
+            result["commit"] = ", ".join(sorted(commits))
             # written after every recipe, so an interrupted comparison keeps what it finished
             (out / "compare.json").write_text(json.dumps(result, indent=2))
             (out / "compare.md").write_text(compare_table(result))

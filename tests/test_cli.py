@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rlzoo.cli import KINDS, main, registry
+from rlzoo.experiment import git_commit
 
 QUICK = ["--set", "steps=2", "--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "eval_size=8",
          "--set", "eval_every=0", "--set", "save_every=0", "--set", "progress=false"]
@@ -66,13 +67,16 @@ def test_quick_compare(tmp_path, capfd) -> None:
     table = (out / "compare.md").read_text()
     assert "| grpo |" in table and "| agpo |" in table
     result = json.loads((out / "compare.json").read_text())
-    assert [r["recipe"] for r in result["rows"]] == ["grpo", "agpo"] and result["commit"]
+    assert [r["recipe"] for r in result["rows"]] == ["grpo", "agpo"] and result["commit"] == git_commit()
     assert (out / "compare.png").stat().st_size > 1000
     capfd.readouterr()
 
-    # the same comparison again, two at a time: both finished runs are reused, nothing is retrained
+    # the same comparison again, two at a time: both finished runs are reused, nothing is retrained,
+    # and the table names the commit each run was trained on
+    summary = out / "grpo" / "seed0" / "summary.json"
+    summary.write_text(json.dumps(json.loads(summary.read_text()) | {"commit": "0000000"}))
     stamps = [(out / r / "seed0" / "summary.json").stat().st_mtime_ns for r in ("grpo", "agpo")]
     assert main(["compare", "--recipes", "grpo,agpo", "--jobs", "2", "--output-dir", str(out), *QUICK]) == 0
     assert capfd.readouterr().out.count("reusing") == 2
     assert [(out / r / "seed0" / "summary.json").stat().st_mtime_ns for r in ("grpo", "agpo")] == stamps
-    assert (out / "compare.md").read_text() == table
+    assert (out / "compare.md").read_text() == table.replace(git_commit(), ", ".join(sorted(["0000000", git_commit()])))
