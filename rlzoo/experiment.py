@@ -218,8 +218,9 @@ def compare(
     """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot.
 
     A run whose ``summary.json`` already holds the same recipe and config is reused, so an interrupted
-    comparison picks up where it stopped; the table names the commit(s) its runs were trained on. ``jobs`` > 1 trains that many runs at once in worker processes
-    (each with the config's ``cpu_threads``); wall times are then measured under that shared load.
+    comparison picks up where it stopped; the table names the commit(s) its runs were trained on.
+    ``jobs`` > 1 trains that many runs at once in worker processes (each with the config's
+    ``cpu_threads``); wall times are then measured under that shared load.
     """
     from rlzoo.plots import plot_runs
 

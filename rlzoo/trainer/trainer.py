@@ -114,9 +114,11 @@ class Trainer:
             raise ConfigError("Trainer: tokenizer is None; pass the model's tokenizer")
         self.tokenizer = tokenizer
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
-        if generator is None and config.generator == "lean":
-            LeanGenerator.check(model)
-        self.generator = generator or (LeanGenerator() if config.generator == "lean" else HFGenerator())
+        if generator is None:
+            generator = LeanGenerator() if config.generator == "lean" else HFGenerator()
+            if isinstance(generator, LeanGenerator):
+                LeanGenerator.check(model)
+        self.generator = generator
         self.scorer = Scorer(
             list(reward_funcs),
             weights=list(config.reward_weights) if config.reward_weights else None,
@@ -405,9 +407,12 @@ class Trainer:
         )
 
     def _micro_batches(self, batch: StepBatch, rows: Tensor) -> list[Tensor]:
-        """``rows`` cut into micro-batches; whole groups stay together when the objective needs it."""
+        """``rows`` cut into micro-batches (none when it is empty); whole groups stay together when the
+        objective needs it."""
+        if rows.numel() == 0:
+            return []
         size = self.config.micro_batch_size
-        if self.parts.objective.needs_whole_groups and rows.numel():
+        if self.parts.objective.needs_whole_groups:
             ids = batch.group_ids[rows]
             starts = torch.cat([torch.tensor([True], device=ids.device), ids[1:] != ids[:-1]]).nonzero().squeeze(1)
             bounds = [*starts.tolist(), rows.numel()]

@@ -1,9 +1,10 @@
-"""One optimiser step on a fixed rollout; saves the parameter update. Run directly or under accelerate launch.
+"""One training step (two mini-batches) on a fixed rollout; saves the parameter update. Run directly or under accelerate launch.
 
     python ddp_run.py OUT.pt [one_group]
 
 ``one_group``: Reinforce-Rej keeps only the first prompt's group (every other group is all wrong),
-so under two processes one of them has nothing to train on and must still join the collectives.
+so under two processes one of them has nothing to train on (no micro-batch, no old log-probs, an
+empty mini-batch everywhere) and must still join every collective.
 """
 
 import sys
@@ -31,7 +32,7 @@ before = [p.detach().clone() for p in model.parameters()]
 with tempfile.TemporaryDirectory() as out:
     cfg = TrainConfig(steps=1, prompts_per_step=4, group_size=4, max_completion_length=12, optimizer="sgd",
                       learning_rate=1.0, max_grad_norm=None, micro_batch_size=3, output_dir=out,
-                      progress=False, save_every=0, mini_batches=1 if one_group else 2)
+                      progress=False, save_every=0, mini_batches=2)
     recipe, rewards = ("reinforce_rej", (first_prompt_only,)) if one_group else ("grpo", REWARDS)
     trainer = Trainer(model, tok, recipe, data, rewards, cfg, generator=ScriptedGenerator())
     (h,) = trainer.train()
