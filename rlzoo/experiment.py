@@ -179,12 +179,12 @@ def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: i
     """Completion tokens generated and correct completions over a run, refill rounds included.
 
     Every generation round of a step samples ``per_round`` completions; the step's ``length/mean``
-    and ``accuracy`` are means over its ``groups/rounds`` rounds.
+    and ``reward/accuracy`` are means over its ``groups/rounds`` rounds.
     """
     rounds = [h.get("groups/rounds", 1.0) * per_round for h in history]
     return {
         "generated_tokens": sum(h.get("length/mean", 0.0) * r for h, r in zip(history, rounds, strict=True)),
-        "correct_completions": sum(h.get("accuracy", 0.0) * r for h, r in zip(history, rounds, strict=True)),
+        "correct_completions": sum(h.get("reward/accuracy", 0.0) * r for h, r in zip(history, rounds, strict=True)),
     }
 
 

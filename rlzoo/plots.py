@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-PANELS = (("reward/mean", "reward"), ("accuracy", "accuracy (sampled)"), ("length/mean", "completion tokens"))
+PANELS = (("reward/mean", "reward"), ("reward/accuracy", "accuracy (sampled)"), ("length/mean", "completion tokens"))
 
 
 def _series(history: Sequence[Mapping[str, float | int]], key: str) -> tuple[list[float | int], list[float | int]]:

@@ -12,7 +12,7 @@ def test_smooth_is_a_trailing_mean() -> None:
 
 
 def test_plot_runs_writes_a_png(tmp_path) -> None:
-    hist = [{"step": s, "reward/mean": s / 10, "accuracy": 0.5, "length/mean": 40 - s} for s in range(1, 21)]
+    hist = [{"step": s, "reward/mean": s / 10, "reward/accuracy": 0.5, "length/mean": 40 - s} for s in range(1, 21)]
     other = [h | {"reward/mean": h["reward/mean"] + 0.1} for h in hist]
     path = plot_runs({"grpo": [hist, other], "agpo": [hist]}, tmp_path / "p.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

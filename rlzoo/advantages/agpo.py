@@ -7,8 +7,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import GroupStats
 from rlzoo.advantages.grpo import GRPO
+from rlzoo.group_stats import GroupStats
 
 
 @ESTIMATORS.register("agpo")

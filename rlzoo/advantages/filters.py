@@ -7,8 +7,8 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from rlzoo.advantages import FILTERS
-from rlzoo.advantages._stats import GroupStats
 from rlzoo.errors import DataError
+from rlzoo.group_stats import GroupStats
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

@@ -8,7 +8,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import GroupStats, check_eps, normalised_factor
+from rlzoo.group_stats import GroupStats, check_eps, normalised_factor
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

@@ -8,8 +8,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import GroupStats, check_eps, normalised_factor
 from rlzoo.errors import DataError
+from rlzoo.group_stats import GroupStats, check_eps, normalise, normalised_factor
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 
@@ -49,7 +49,11 @@ class GRPO:
         return self.scale == "batch"
 
     def __call__(self, groups: Groups) -> Float[Tensor, "n g"]:
-        stats = GroupStats.of(groups, component_label(self))
+        who = component_label(self)
+        # The plain case, shared with the Scorer's normalize_then_sum; a subclass's bias (AGPO) is not.
+        if self.scale == "group" and self.singleton == "zero" and type(self).bias is GRPO.bias:
+            return normalise(groups, who, std_ddof=self.std_ddof, eps=self.eps)
+        stats = GroupStats.of(groups, who)
         factor = normalised_factor(stats, self.scale, self.std_ddof, self.eps)
         return stats.output(factor, self.bias(stats))
 

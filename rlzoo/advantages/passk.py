@@ -8,7 +8,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import GroupStats, check_eps, group_sum, safe_reciprocal
+from rlzoo.group_stats import GroupStats, check_eps, group_sum, safe_reciprocal
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

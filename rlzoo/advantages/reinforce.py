@@ -7,7 +7,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import all_valid, require_finite
+from rlzoo.group_stats import all_valid, require_finite
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

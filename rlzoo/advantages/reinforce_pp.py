@@ -9,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import GroupStats, all_valid, check_eps, require_finite
+from rlzoo.group_stats import GroupStats, all_valid, check_eps, require_finite
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

@@ -7,8 +7,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import all_valid, require_finite
 from rlzoo.errors import DataError
+from rlzoo.group_stats import all_valid, require_finite
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

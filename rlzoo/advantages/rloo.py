@@ -6,7 +6,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.advantages._stats import GroupStats
+from rlzoo.group_stats import GroupStats
 from rlzoo.registry import component_label
 from rlzoo.types import Groups
 

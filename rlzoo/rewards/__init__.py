@@ -3,7 +3,7 @@
 A reward function scores completions one by one from their text; the :class:`Scorer` runs a list
 of them robustly (timeouts, worker processes, None for unscorable completions) and combines them
 into ``[n, g]`` tensors. A shaper (``Groups -> Groups``) changes the rewards group-wise from the
-lengths and the verdict; the trainer applies the shapers in order (:func:`compose_shapers`).
+lengths and the verdict; the trainer applies the recipe's shapers in order.
 """
 
 from rlzoo.registry import Registry
@@ -16,7 +16,6 @@ build_shaper = SHAPERS.build
 
 from rlzoo.rewards import answer, correctness, length, style  # noqa: E402,F401  (register on import)
 from rlzoo.rewards._scorer import RewardFunctionError, Scorer, Scores  # noqa: E402
-from rlzoo.rewards._shaping import ShaperChain, compose_shapers  # noqa: E402
 
 __all__ = [
     "REWARD_FUNCS",
@@ -24,8 +23,6 @@ __all__ = [
     "RewardFunctionError",
     "Scorer",
     "Scores",
-    "ShaperChain",
     "build",
     "build_shaper",
-    "compose_shapers",
 ]

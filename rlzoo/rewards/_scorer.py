@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor
 
-from rlzoo.advantages.grpo import GRPO
 from rlzoo.errors import ConfigError, DataError, RlzooError
+from rlzoo.group_stats import normalise
 from rlzoo.rewards import REWARD_FUNCS
 from rlzoo.rewards._execution import (
     InProcess,
@@ -45,9 +45,19 @@ class Scores:
         correct: the verdict of the functions with ``verifies_correctness = True`` (all of them
             must give a reward > 0); False where invalid; None when no function verifies.
         per_function: each function's raw (unweighted) reward, 0 where it did not score.
-        metrics: ``reward/<fn>/{mean,unscored,timeouts,errors}``, ``reward/mean`` (over valid
-            completions), ``reward/invalid``, ``reward/accuracy`` (when ``correct`` is known) and
-            ``reward/seconds``. A mean over nothing is NaN.
+        metrics: the step's reward metrics (floats), the single source of those the trainer logs:
+
+            - ``reward/<fn>/mean``: mean raw reward of function ``<fn>`` over the completions it
+              scored (valid or not);
+            - ``reward/<fn>/unscored``: completions ``<fn>`` did not score (None, timeout or error);
+            - ``reward/<fn>/timeouts``, ``reward/<fn>/errors``: those that timed out or raised;
+            - ``reward/mean``: mean of ``rewards`` over the valid completions;
+            - ``reward/invalid``: completions not valid;
+            - ``reward/accuracy``: the fraction of valid completions that are correct, only when
+              ``correct`` is known (some function verifies);
+            - ``reward/seconds``: wall-clock seconds the scoring took.
+
+            A mean (or accuracy) over no completions is NaN.
     """
 
     rewards: Float[Tensor, "n g"]
@@ -56,9 +66,15 @@ class Scores:
     per_function: dict[str, Float[Tensor, "n g"]]
     metrics: dict[str, float]
 
-    def to_groups(self, lengths: Int[Tensor, "n g"]) -> Groups:
-        """The ``Groups`` the shapers and estimators take: these rewards, validity and verdict."""
-        return Groups(self.rewards, lengths, mask=self.valid, correct=self.correct)
+    def to(self, device: torch.device | str) -> "Scores":
+        """The same scores with every tensor on ``device`` (``metrics`` is shared, unchanged)."""
+        return Scores(
+            self.rewards.to(device),
+            self.valid.to(device),
+            None if self.correct is None else self.correct.to(device),
+            {name: values.to(device) for name, values in self.per_function.items()},
+            self.metrics,
+        )
 
 
 def _resolve(spec: FunctionSpec) -> RewardFunction:
@@ -190,6 +206,7 @@ class Scorer:
                     "must be 'sum' or 'normalize_then_sum'",
                 ),
                 ("chunk_size", chunk_size, chunk_size is None or chunk_size >= 1, "must be >= 1 or None"),
+                ("eps", eps, eps >= 0 and eps == eps, "must be a number >= 0"),
             )
             if not ok
         ]
@@ -202,7 +219,6 @@ class Scorer:
         self.combine = combine
         self.chunk_size = chunk_size
         self.eps = eps
-        self._normaliser = GRPO(eps=eps)
         if timeout is None and workers == 0:
             self._executor: InProcess | ProcessPool = InProcess(self.funcs)
         else:
@@ -283,7 +299,7 @@ class Scorer:
             torch.zeros(num_funcs * n, g, dtype=torch.long),
             mask=valid.repeat(num_funcs, 1),
         )
-        return self._normaliser(groups).view(num_funcs, n, g).double()
+        return normalise(groups, "Scorer (combine='normalize_then_sum')", eps=self.eps).view(num_funcs, n, g).double()
 
     def _evaluate(
         self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]], g: int

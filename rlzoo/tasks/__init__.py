@@ -22,7 +22,6 @@ _ATTRIBUTES = {
     "arithmetic_correct": "rlzoo.tasks.arithmetic",
     "make_split": "rlzoo.tasks.arithmetic",
     "evaluate": "rlzoo.tasks.evaluation",
-    "generate_completions": "rlzoo.tasks.evaluation",
     "ASSETS": "rlzoo.tasks.model",
     "build_tokenizer": "rlzoo.tasks.model",
     "load_model": "rlzoo.tasks.model",

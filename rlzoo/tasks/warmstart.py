@@ -150,7 +150,7 @@ def train(
             history.append({"step": step, "loss": running / seen, "seconds": elapsed, **metrics})
             log(
                 f"step {step:5d}  loss {running / seen:.4f}  lr {schedule.get_last_lr()[0]:.2e}  "
-                f"greedy acc {metrics['accuracy']:.3f}  len {metrics['mean_length']:.1f}  "
+                f"greedy acc {metrics['accuracy']:.3f}  len {metrics['length']:.1f}  "
                 f"({step / elapsed:.1f} steps/s)"
             )
             running = 0.0

@@ -237,6 +237,8 @@ def test_input_and_configuration_errors() -> None:
         Scorer([probe], weights=[1.0, 2.0])
     with pytest.raises(ConfigError, match="timeout=0 must be > 0 or None"):
         Scorer([probe], timeout=0)
+    with pytest.raises(ConfigError, match=r"eps=-0\.1 must be a number >= 0"):
+        Scorer([probe], eps=-0.1)
     with pytest.raises(
         ConfigError, match="unknown reward function 'answer_mach'; did you mean 'answer_match'"
     ):
@@ -245,14 +247,37 @@ def test_input_and_configuration_errors() -> None:
         Scorer([])
 
 
-def test_duplicate_names_are_made_unique_and_scores_make_groups() -> None:
+def test_duplicate_names_are_made_unique() -> None:
     scorer = Scorer(["answer_match", {"name": "answer_match", "extract": "boxed"}], timeout=None)
     scores = scorer(["q"], [r"\boxed{4}", "4"], {"answer": [4]}, 2)
     assert list(scores.per_function) == ["answer_match", "answer_match_2"]
     assert isinstance(scores, Scores)
     # last number: 1, 1; boxed: 1, 0 -> 2, 1; correct needs every verifier -> True, False
-    groups = scores.to_groups(torch.tensor([[3, 1]]))
-    assert groups.rewards.tolist() == [[2.0, 1.0]] and groups.correct.tolist() == [[True, False]]
+    assert scores.rewards.tolist() == [[2.0, 1.0]] and scores.correct.tolist() == [[True, False]]
+
+
+@pytest.mark.parametrize("verifies", [True, False])
+def test_scores_move_every_tensor_to_a_device(verifies: bool) -> None:
+    funcs = ["answer_match", "format"] if verifies else ["format"]
+    scores = Scorer(funcs, timeout=None)(["q"], ["<think>a</think><answer>4</answer>", "5"], {"answer": [4]}, 2)
+    assert (scores.correct is not None) == verifies
+    same = scores.to(torch.device("cpu"))
+    assert isinstance(same, Scores) and same.metrics is scores.metrics
+    for before, after in [
+        (scores.rewards, same.rewards),
+        (scores.valid, same.valid),
+        (scores.correct, same.correct),
+        *zip(scores.per_function.values(), same.per_function.values(), strict=True),
+    ]:
+        assert (after is None) if before is None else torch.equal(after, before) and after.dtype == before.dtype
+    assert list(same.per_function) == list(scores.per_function)
+    meta = scores.to(torch.device("meta"))
+    tensors = [meta.rewards, meta.valid, *meta.per_function.values()]
+    tensors += [] if meta.correct is None else [meta.correct]
+    assert len(tensors) == 2 + len(funcs) + verifies
+    assert all(t.device.type == "meta" for t in tensors)
+    assert meta.metrics is scores.metrics
+    assert scores.rewards.device.type == "cpu"  # the original is left where it was
 
 
 def test_workers_do_not_leak() -> None:

@@ -1,4 +1,4 @@
-"""Conformance suite over every registered shaper, and shaper composition."""
+"""Conformance suite over every registered shaper."""
 
 import dataclasses
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlzoo.errors import DataError
-from rlzoo.rewards import SHAPERS, build_shaper, compose_shapers
+from rlzoo.rewards import SHAPERS, build_shaper
 from rlzoo.types import Groups
 from tests.rewards.strategies import group_lists, make_groups
 
@@ -98,16 +98,3 @@ def test_without_a_verdict_either_works_or_names_itself(name) -> None:
         assert f"reward shaper '{name}'" in str(exc) and "groups.correct" in str(exc)
     else:
         assert out.rewards.shape == (1, 2)
-
-
-def test_compose_applies_in_order() -> None:
-    groups = make_groups([[0.0, 0.0, 0.0]], [[4, 18, 20]], correct=[[1, 1, 0]])
-    overlong = {"name": "dapo_overlong", "max_length": 20, "cache_length": 4}
-    chain = compose_shapers(["binary_correct", overlong])
-    # binary: 1, 1, -1; then overlong (threshold 16): +0, (16-18)/4 = -0.5, -1 -> 1, 0.5, -2
-    assert chain(groups).rewards.tolist() == [[1.0, 0.5, -2.0]]
-    # the other order: binary_correct replaces the rewards and erases the penalty
-    assert compose_shapers([build_shaper(overlong), "binary_correct"])(groups).rewards.tolist() == [
-        [1.0, 1.0, -1.0]
-    ]
-    assert compose_shapers([])(groups) is groups

@@ -89,7 +89,7 @@ def test_shipped_greedy_accuracy_is_in_the_useful_band(shipped) -> None:
     metrics = evaluate(model, tokenizer, make_split("eval", 64, seed=0), greedy=True)
     lo, hi = SHIPPED_GREEDY_BAND
     assert lo <= metrics["accuracy"] <= hi, metrics
-    assert metrics["truncated"] == 0.0 and 26 <= metrics["mean_length"] <= 50, metrics  # shortest trace: 24
+    assert metrics["truncated"] == 0.0 and 26 <= metrics["length"] <= 50, metrics  # shortest trace: 24
 
 
 def test_loading_shows_no_weight_bar_and_leaves_the_setting_alone(capfd) -> None:

@@ -106,7 +106,7 @@ def test_script_end_to_end_on_a_tiny_budget(tmp_path, capsys) -> None:
     ]
     assert main([*args, "--out", str(out), "--final-eval", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "step     3  loss" in printed and "sampled_g8 accuracy" in printed
+    assert "step     3  loss" in printed and "sampled_g8 reward" in printed and " accuracy " in printed
     model, tokenizer = load_model(out)
     assert tokenizer.padding_side == "left" and sum(p.numel() for p in model.parameters()) == 526_912
     report = json.loads((out / "warmstart.json").read_text())

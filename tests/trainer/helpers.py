@@ -7,7 +7,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.tasks import arithmetic_correct, build_tokenizer, make_split, new_model
 from rlzoo.trainer import Rollout, TrainConfig
-from rlzoo.trainer.rollout import rollout_from_ids, tokenize_prompts
+from rlzoo.trainer.engines.base import rollout_from_ids, tokenize_prompts
 
 
 def tiny(seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

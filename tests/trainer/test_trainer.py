@@ -49,7 +49,7 @@ def test_real_generation_and_evaluation(tmp_path) -> None:
     assert 1 <= h["length/mean"] <= 12 and 0 <= h["length/truncated_frac"] <= 1
     assert h["time/generate"] > 0 and h["tokens_per_s"] > 0
     ev = trainer.evaluate()
-    assert set(ev) == {"eval/greedy/reward", "eval/greedy/length", "eval/greedy/accuracy"}
+    assert {"eval/greedy/reward", "eval/greedy/length", "eval/greedy/accuracy", "eval/greedy/truncated"} <= set(ev)
 
 
 def _one_update(tmp_path, micro_batch_size: int) -> list[torch.Tensor]:
@@ -96,25 +96,6 @@ def test_later_mini_batches_are_off_policy_so_the_clip_binds(tmp_path) -> None:
     assert h["update/optimizer_steps"] == 4.0 and h["clip/low"] + h["clip/high"] > 0
     with pytest.raises(ConfigError, match="mini_batches=5 must be <= prompts_per_step=4"):
         config(tmp_path, prompts_per_step=4, mini_batches=5)
-
-
-@pytest.mark.parametrize("mode", ["grpo", "one_group"])
-def test_data_parallel_matches_one_process(mode: str, tmp_path) -> None:
-    """accelerate launch --num_processes 2 --cpu (gloo) gives the single-process update: with two
-    mini-batches, and when one process has no group left to train on."""
-    script = ROOT / "tests" / "trainer" / "ddp_run.py"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    one = tmp_path / "one.pt"
-    two = tmp_path / "two.pt"
-    extra = [mode] if mode == "one_group" else []
-    subprocess.run([sys.executable, str(script), str(one), *extra], check=True, env=env, cwd=ROOT, timeout=300)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(two)]
-    subprocess.run([*launch, *extra], check=True, env=env, cwd=ROOT, timeout=300)
-    a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
-    assert max(float(d.abs().max()) for d in a) > 1e-4
-    for x, y in zip(a, b, strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
 
 
 def length_reward(prompts, completions, **kwargs):
@@ -253,3 +234,14 @@ def test_learning_rate_schedule_is_a_function_of_the_step(tmp_path) -> None:
     history = Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
     # warm-up: 0.01 * (0+1)/(1+1); then cosine over 2 steps: progress 0 -> factor 1, progress 1/2 -> factor 1/2
     assert [h["lr"] for h in history] == pytest.approx([0.005, 0.01, 0.005], rel=1e-12)
+
+
+def test_bf16_autocast_on_cpu_trains_and_the_kl_starts_at_zero(tmp_path) -> None:
+    """The reference model runs under the same autocast as the policy: identical log-probs at step 1."""
+    model, tok = tiny()
+    cfg = config(tmp_path, steps=2, mixed_precision="bf16", learning_rate=1e-2)
+    trainer = Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator())
+    first, second = trainer.train()
+    assert first["loss/kl"] == 0.0
+    assert second["loss/kl"] > 0.0  # the policy moved away from the reference
+    assert trainer.accelerator.mixed_precision == "bf16"

@@ -21,7 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
-from rlzoo.trainer.rollout import Rollout, rollout_from_ids, tokenize_prompts
+from rlzoo.trainer.engines.base import Rollout, rollout_from_ids, tokenize_prompts
 
 SUPPORTED = ("llama",)  # config.model_type values whose layers this loop reproduces
 

@@ -15,7 +15,7 @@ from transformers import (
 from rlzoo.errors import ConfigError
 from rlzoo.tasks import build_tokenizer
 from rlzoo.trainer import HFGenerator, Trainer
-from rlzoo.trainer.lean import LeanGenerator, _pick
+from rlzoo.trainer.engines.lean import LeanGenerator, _pick
 from tests.trainer.helpers import REWARDS, config, rows, tiny
 
 # Different prompt lengths, so the batch is left-padded.

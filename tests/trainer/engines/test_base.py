@@ -3,7 +3,7 @@
 import torch
 
 from rlzoo.tasks import build_tokenizer
-from rlzoo.trainer.rollout import (
+from rlzoo.trainer.engines.base import (
     completion_mask,
     concat_rollouts,
     rollout_from_ids,

@@ -1,4 +1,9 @@
-"""Vectorised per-group statistics shared by the group-relative estimators and filters (registers nothing).
+"""Vectorised per-group statistics, neutral: shared by the rewards and the advantages (registers nothing).
+
+The group-relative estimators and filters (:mod:`rlzoo.advantages`) and the reward scorer
+(:class:`rlzoo.rewards.Scorer`, ``combine="normalize_then_sum"``) both use it, so neither kind of
+component depends on the other; :func:`normalise` is GRPO's ``(r - mean) / (std + eps)``, the one
+implementation of it.
 
 Everything stays in the ``[n, g]`` layout the trainer holds. Reductions over the short group axis
 are matrix-vector products with a ones vector (one BLAS call, as fast as or faster than
@@ -226,3 +231,19 @@ def normalised_factor(stats: GroupStats, scale: str, std_ddof: int, eps: float) 
         return None
     std = stats.std(std_ddof, eps) if scale == "group" else stats.batch_std(std_ddof, eps).expand_as(stats.count)
     return (std + eps).reciprocal_() if eps > 0 else safe_reciprocal(std)
+
+
+def normalise(groups: Groups, who: str, *, std_ddof: int = 1, eps: float = 1e-6) -> Float[Tensor, "n g"]:
+    """``(r - mean) / (std + eps)`` within each group, over its valid rewards; 0 on invalid completions.
+
+    Exactly GRPO's advantage with ``scale="group"`` and ``singleton="zero"`` (the estimator calls
+    this): a group whose valid rewards are all equal, a group of one and an empty group get exactly 0.
+
+    Args:
+        groups: the rewards and the mask of the completions that count.
+        who: what is normalising, for the DataError raised when a valid reward is not finite.
+        std_ddof: 1 for the sample std, 0 for the population std.
+        eps: added to the std (not under the square root); a number >= 0 (the caller checks it).
+    """
+    stats = GroupStats.of(groups, who)
+    return stats.output(normalised_factor(stats, "group", std_ddof, eps))

@@ -1,10 +1,16 @@
-"""The private shared statistics: exact anchors, power-of-two scales, both sum-of-squares paths."""
+"""The neutral shared statistics: exact anchors, power-of-two scales, both sum-of-squares paths, normalise."""
 
+import subprocess
+import sys
+
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlzoo.advantages._stats import GroupStats, all_valid, group_sum
+from rlzoo.advantages.grpo import GRPO
+from rlzoo.errors import DataError
+from rlzoo.group_stats import GroupStats, all_valid, group_sum, normalise, normalised_factor
 from rlzoo.types import Groups
 from tests.advantages.strategies import groups, make
 
@@ -60,3 +66,32 @@ def test_plain_squares_that_overflow_fall_back_to_scaled_ones() -> None:
     stats = GroupStats.of(gs, "test")
     assert torch.isinf(group_sum(stats.centred * stats.centred)).all()
     torch.testing.assert_close(stats.std(1, 1e-6), torch.tensor([1e30 * (4 / 3) ** 0.5]), rtol=1e-6, atol=0)
+
+
+def test_normalise_hand_worked() -> None:
+    gs = make([[1.0, 3.0], [5.0, 5.0], [2.0, 9.0]], mask=[[True, True], [True, True], [True, False]])
+    s = 2**-0.5  # 1, 3: mean 2, sample std √2; 5, 5: all equal; a group of one: 0
+    torch.testing.assert_close(normalise(gs, "test", eps=0.0), torch.tensor([[-s, s], [0.0, 0.0], [0.0, 0.0]]))
+    # population std 1 and eps 1: (r - mean) / 2
+    assert normalise(gs, "test", std_ddof=0, eps=1.0)[0].tolist() == [-0.5, 0.5]
+
+
+@settings(max_examples=40)
+@given(gs=groups(), ddof=st.sampled_from([0, 1]), eps=st.sampled_from([0.0, 1e-6, 1e-4]))
+def test_normalise_is_grpo_with_group_scale_and_zero_singletons(gs: Groups, ddof: int, eps: float) -> None:
+    """The shared function, GRPO's plain case and the general path (stats, factor, output) agree exactly."""
+    stats = GroupStats.of(gs, "test")
+    general = stats.output(normalised_factor(stats, "group", ddof, eps))
+    shared = normalise(gs, "test", std_ddof=ddof, eps=eps)
+    assert torch.equal(shared, general)
+    assert torch.equal(GRPO(std_ddof=ddof, eps=eps)(gs), shared)
+
+
+def test_normalise_names_the_caller_in_its_errors() -> None:
+    with pytest.raises(DataError, match=r"^who: the rewards are too large"):
+        normalise(make([[3e38, -3e38]]), "who")
+
+
+def test_the_rewards_do_not_import_the_advantages() -> None:
+    code = "import sys, rlzoo.rewards; assert not any(m.startswith('rlzoo.advantages') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,82 @@
+"""The sequences a process trains on, and how they are cut: mini-batches of whole groups, micro-batches."""
+
+from dataclasses import dataclass, fields
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from rlzoo.trainer.engines import Rollout
+from rlzoo.types import Groups
+
+
+@dataclass(frozen=True, eq=False)
+class StepBatch:
+    """The sequences one process trains on in one step, padded to common prompt/completion widths."""
+
+    input_ids: Int[Tensor, "b s"]
+    attention_mask: Bool[Tensor, "b s"]
+    completion_mask: Bool[Tensor, "b t"]
+    advantages: Float[Tensor, " b"]
+    rewards: Float[Tensor, " b"]
+    group_ids: Int[Tensor, " b"]
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def completion_len(self) -> int:
+        return self.completion_mask.shape[1]
+
+    def rows(self) -> Int[Tensor, " b"]:
+        return torch.arange(self.size, device=self.input_ids.device)
+
+    def select(self, rows: Int[Tensor, " r"]) -> "StepBatch":
+        return StepBatch(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    @classmethod
+    def of(cls, rollout: Rollout, groups: Groups, advantages: Float[Tensor, "n g"], offset: int) -> "StepBatch":
+        """The valid sequences of ``rollout``, prompt and completion joined; group ids start at ``offset``
+        (where this process's groups sit in the whole step)."""
+        rows = groups.mask.reshape(-1).nonzero().squeeze(1)
+        prompt_rows = rows // groups.g
+        return cls(
+            input_ids=torch.cat([rollout.prompt_ids[prompt_rows], rollout.completion_ids[rows]], 1),
+            attention_mask=torch.cat([rollout.prompt_mask[prompt_rows], rollout.completion_mask[rows]], 1),
+            completion_mask=rollout.completion_mask[rows],
+            advantages=advantages.reshape(-1)[rows],
+            rewards=groups.rewards.reshape(-1)[rows],
+            group_ids=prompt_rows + offset,
+        )
+
+
+def micro_batches(batch: StepBatch, rows: Int[Tensor, " r"], size: int, whole_groups: bool) -> list[Tensor]:
+    """``rows`` cut into micro-batches of about ``size`` sequences (none when ``rows`` is empty).
+
+    With ``whole_groups`` every group's sequences stay in one micro-batch (a micro-batch may then
+    exceed ``size`` by up to one group).
+    """
+    if rows.numel() == 0:
+        return []
+    if not whole_groups:
+        return list(rows.split(size))
+    ids = batch.group_ids[rows]
+    starts = torch.cat([ids.new_ones(1, dtype=torch.bool), ids[1:] != ids[:-1]]).nonzero().squeeze(1)
+    out, current = [], 0
+    for end in [*starts.tolist()[1:], rows.numel()]:
+        if end - current >= size or end == rows.numel():
+            out.append(rows[current:end])
+            current = end
+    return out
+
+
+def mini_batches(batch: StepBatch, parts: int) -> list[Tensor]:
+    """This process's rows in ``parts`` parts of whole groups, in order (a part may be empty)."""
+    rows = batch.rows()
+    if parts == 1:
+        return [rows]
+    _, local_group = batch.group_ids.unique_consecutive(return_inverse=True)
+    n_groups = int(local_group.max()) + 1 if batch.size else 0
+    part = local_group * parts // max(n_groups, 1)
+    return [rows[part == j] for j in range(parts)]

@@ -1,0 +1,135 @@
+"""The processes of a run, seen from one of them: gathers of ragged rows, reductions, the shared stop flag.
+
+Every collective here is joined by every process, whatever it holds (possibly nothing): a process
+that skips one while the others enter it hangs the run. Tensors travel on ``accelerator.device``
+(NCCL refuses CPU tensors); booleans travel as bytes (gloo has no boolean all-gather).
+"""
+
+import atexit
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from torch import Tensor
+
+logger = logging.getLogger("rlzoo.trainer")
+
+
+@functools.cache
+def _end_process_group_at_exit() -> None:
+    """Destroy the process group when the interpreter exits (once): a gloo group left alive aborts the
+    process at exit ("terminate called without an active exception"), an NCCL one warns. Not at the
+    end of ``train``: evaluation, saving or another run may follow in the same process."""
+
+    def end() -> None:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(end)
+
+
+class Processes:
+    """This process's view of the run: its rank, the world size and the collectives the trainer uses."""
+
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.accelerator = accelerator
+        self.world = accelerator.num_processes
+        self.rank = accelerator.process_index
+        self.device = accelerator.device
+        self.is_main = accelerator.is_main_process
+        if self.world > 1:
+            _end_process_group_at_exit()
+
+    def counts(self, value: int) -> list[int]:
+        """``value`` of every process, in rank order."""
+        if self.world == 1:
+            return [value]
+        t = torch.tensor([value], device=self.device)
+        return [int(x) for x in self.accelerator.gather(t)]
+
+    def all(self, flag: bool) -> bool:
+        return all(self.counts(int(flag)))
+
+    def any(self, flag: bool) -> bool:
+        return any(self.counts(int(flag)))
+
+    def sum(self, t: Tensor) -> Tensor:
+        return t if self.world == 1 else self.accelerator.reduce(t, "sum")
+
+    def gather_rows(self, tensors: list[Tensor], n_local: int) -> tuple[list[Tensor], int]:
+        """All-gather ``[n, ...]`` tensors whose ``n`` differs per process; also where this process's rows start."""
+        if self.world == 1:
+            return tensors, 0
+        counts = self.counts(n_local)
+        width = max(counts)
+        rows = torch.cat([torch.arange(c, device=self.device) + i * width for i, c in enumerate(counts)])
+        out = []
+        for x in tensors:
+            wire = x.to(torch.uint8) if x.dtype == torch.bool else x
+            padded = wire.new_zeros((width, *x.shape[1:]))
+            padded[:n_local] = wire
+            out.append(self.accelerator.gather(padded)[rows].to(x.dtype))
+        return out, sum(counts[: self.rank])
+
+    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Sum every process's gradients of ``params`` in place (one all-reduce per dtype); a missing
+        gradient counts as zeros."""
+        if self.world == 1:
+            return
+        by_dtype: dict[torch.dtype, list[torch.nn.Parameter]] = {}
+        for p in params:
+            by_dtype.setdefault(p.dtype, []).append(p)
+        for group in by_dtype.values():
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
+            flat = self.sum(flat)
+            for p, g in zip(group, flat.split([p.numel() for p in group]), strict=True):
+                p.grad = g.view_as(p)
+
+    def gather_objects(self, value: Any) -> list[Any]:
+        """One picklable value from every process, in rank order."""
+        return [value] if self.world == 1 else gather_object([value])
+
+    def barrier(self) -> None:
+        self.accelerator.wait_for_everyone()
+
+
+class StopFlag:
+    """SIGINT/SIGTERM to any process stops every process at the same step boundary.
+
+    The handler only records the signal; :meth:`agreed` reduces the flags of all processes once per
+    step, so all of them leave the loop after the same step, save it together and exit cleanly. A
+    second SIGINT to a process aborts it at once (KeyboardInterrupt).
+    """
+
+    def __init__(self, processes: Processes) -> None:
+        self.processes = processes
+        self.signal: int | None = None
+
+    def agreed(self) -> bool:
+        """Whether any process was signalled (a collective: every process calls it once per step)."""
+        return self.processes.any(self.signal is not None)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: Any) -> None:
+            if self.signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signal = signum
+            logger.warning("signal %d: finishing this step, then saving a checkpoint (Ctrl-C again aborts)", signum)
+
+        try:
+            previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)

@@ -1,0 +1,75 @@
+"""What the trainer checks and builds before its first step: inputs, model, reference, optimiser."""
+
+import copy
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from rlzoo.errors import ConfigError
+from rlzoo.recipes import Parts
+from rlzoo.trainer.config import TrainConfig
+from rlzoo.types import Groups
+
+
+def check_dataset(dataset: Any, name: str) -> None:
+    """Rows must be dicts with a ``prompt``; the other fields are reward-function columns."""
+    if len(dataset) == 0:
+        raise ConfigError(f"Trainer: {name} is empty")
+    first = dataset[0]
+    if not isinstance(first, dict) or "prompt" not in first:
+        raise ConfigError(
+            f"Trainer: {name} rows must be dicts with a 'prompt' field, got {type(first).__name__}"
+            + (f" with keys {sorted(first)}" if isinstance(first, dict) else "")
+        )
+
+
+def check_recipe_fits_config(recipe_name: str, parts: Parts, config: TrainConfig, world: int) -> None:
+    """Fail before training when the batch cannot be split or the advantage can never be non-zero."""
+    if config.prompts_per_step % world:
+        raise ConfigError(
+            f"TrainConfig: prompts_per_step={config.prompts_per_step} must be divisible by the number of "
+            f"processes ({world})"
+        )
+    g = config.group_size
+    rewards = torch.linspace(0.0, 1.0, 2 * g).view(2, g)
+    rewards[1] = 1.0 - rewards[1]
+    lengths = torch.arange(2 * g).view(2, g) + 1
+    probe = Groups(rewards, lengths, correct=rewards > 0.5, greedy_rewards=torch.tensor([0.5, 0.5]))
+    if not bool(parts.estimator(probe).ne(0).any()):
+        raise ConfigError(
+            f"recipe '{recipe_name}': its advantage estimator gives every completion advantage 0 at "
+            f"group_size={g}, so nothing would be learned; use group_size >= 2"
+        )
+
+
+def mixed_precision(config: TrainConfig) -> str:
+    """``auto``: bf16 autocast on a CUDA device that supports it, fp32 elsewhere (PITFALLS: CPU bf16 is slower)."""
+    if config.mixed_precision != "auto":
+        return config.mixed_precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def load_model(
+    model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and its tokenizer, loading either from a path or hub name where one is given as a string."""
+    if isinstance(model, str):
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        model = AutoModelForCausalLM.from_pretrained(model)
+    if tokenizer is None:
+        raise ConfigError("Trainer: tokenizer is None; pass the model's tokenizer")
+    return model, tokenizer
+
+
+def reference_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A frozen copy of the policy as it is now, to be prepared like the policy (same precision, autocast)."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+    return torch.optim.SGD(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)

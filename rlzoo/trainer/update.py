@@ -1,0 +1,131 @@
+"""Optimiser steps on a step's batch: ``passes`` x ``mini_batches`` of them, with global normalisers.
+
+The loss of every micro-batch is normalised by the token and sequence counts of the whole
+optimiser step across every process (the objective's totals, all-reduced), so the gradient does
+not depend on how the batch is split into micro-batches or processes. Each process accumulates its
+share of the gradient locally and the shares are summed across processes once per optimiser step
+(one all-reduce of the flattened gradients). Not DDP: its forward and backward hold collectives
+that pair up only when every process runs the same number of micro-batches, and here a process
+may have fewer, or none (its groups were filtered out).
+"""
+
+import math
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor
+
+from rlzoo.trainer.batching import StepBatch, micro_batches, mini_batches
+from rlzoo.trainer.config import TrainConfig
+from rlzoo.trainer.distributed import Processes
+from rlzoo.trainer.forward import completion_logp, detached_logp
+from rlzoo.trainer.metrics import ADDITIVE
+from rlzoo.types import PolicyBatch
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """The learning-rate multiplier at ``step``: linear warm-up, then constant, linear or cosine decay."""
+    if step < config.warmup_steps:
+        return (step + 1) / (config.warmup_steps + 1)
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.lr_schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if config.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+class Updater:
+    """Runs the objective over a StepBatch and steps the optimiser; every process joins every collective."""
+
+    def __init__(
+        self,
+        *,
+        accelerator: Accelerator,
+        processes: Processes,
+        model: torch.nn.Module,
+        ref_model: torch.nn.Module | None,
+        optimizer: torch.optim.Optimizer,
+        objective: Any,
+        config: TrainConfig,
+    ) -> None:
+        self.accelerator, self.processes, self.model, self.ref_model = accelerator, processes, model, ref_model
+        self.optimizer, self.objective, self.config = optimizer, objective, config
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def set_lr(self, step: int) -> float:
+        """The schedule is a function of the step: nothing to save."""
+        lr = self.config.learning_rate * lr_factor(self.config, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _chunks(self, batch: StepBatch, rows: Tensor) -> list[Tensor]:
+        return micro_batches(batch, rows, self.config.micro_batch_size, self.objective.needs_whole_groups)
+
+    def __call__(self, batch: StepBatch) -> dict[str, float]:
+        cfg, temperature = self.config, self.config.temperature
+        if self.processes.all(batch.size == 0):
+            return {"update/skipped": 1.0}  # every group was filtered out: a logged no-op
+        everything = self._chunks(batch, batch.rows())
+        old_logp = ref_logp = None
+        if cfg.passes > 1 or cfg.mini_batches > 1:  # later optimiser steps are off-policy
+            old_logp = detached_logp(self.model, batch, everything, temperature)
+        if self.objective.needs_ref_logp:
+            ref_logp = detached_logp(self.ref_model, batch, everything, temperature)
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(cfg.passes):
+            for rows in mini_batches(batch, cfg.mini_batches):
+                if self.processes.all(rows.numel() == 0):
+                    continue
+                for name, value in self._step(batch, rows, old_logp, ref_logp).items():
+                    sums[name] = sums.get(name, 0.0) + value
+                steps += 1
+        return {k: v / steps for k, v in sums.items()} | {"update/skipped": 0.0, "update/optimizer_steps": float(steps)}
+
+    def _step(self, batch: StepBatch, rows: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None) -> dict[str, float]:
+        """One optimiser step on ``rows`` (possibly none here, while other processes train)."""
+        objective, acc = self.objective, self.accelerator
+        k, t = self.config.prompts_per_step, batch.completion_len
+        chunks = self._chunks(batch, rows)
+        empty = batch.completion_mask.new_zeros((0, t), dtype=torch.float32)
+        counting = [self._policy_batch(batch, c, empty.new_zeros(c.numel(), t)) for c in chunks] or [
+            self._policy_batch(batch, rows, empty)
+        ]
+        totals = sum((objective.totals(b, k) for b in counting[1:]), objective.totals(counting[0], k))
+        totals = totals.map(self.processes.sum)
+        sums: dict[str, float] = {}
+        for c in chunks:
+            logp, entropy = completion_logp(self.model, batch.select(c), self.config.temperature, objective.needs_entropy)
+            mb = self._policy_batch(
+                batch, c, logp,
+                old_logp=None if old_logp is None else old_logp[c],
+                ref_logp=None if ref_logp is None else ref_logp[c],
+                entropy=entropy,
+                totals=totals,
+            )
+            out = objective(mb)
+            acc.backward(out.loss)
+            for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
+                sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in ADDITIVE else len(chunks))
+        self.processes.sum_gradients(self.params)
+        if self.config.max_grad_norm is not None:
+            sums["grad_norm"] = float(acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums
+
+    @staticmethod
+    def _policy_batch(batch: StepBatch, rows: Tensor, logp: Tensor, **extra: Any) -> PolicyBatch:
+        old = extra.pop("old_logp", None)
+        return PolicyBatch(
+            logp=logp,
+            old_logp=logp.detach() if old is None else old,
+            mask=batch.completion_mask[rows],
+            advantages=batch.advantages[rows],
+            rewards=batch.rewards[rows],
+            group_ids=batch.group_ids[rows],
+            **extra,
+        )
