@@ -264,13 +264,15 @@ class Scorer:
         columns = {key: _per_completion(f"column '{key}'", values, n, g) for key, values in columns.items()}
         values, timeouts, errors = self._evaluate(prompts, list(completions), columns, g)
 
-        shape = (len(self.funcs), n, g)
-        scored = torch.tensor([[v is not None for v in row] for row in values], dtype=torch.bool).view(shape)
-        raw = torch.tensor([[0.0 if v is None else v for v in row] for row in values], dtype=torch.float64)
+        # Host-side by design: rewards come from Python; the trainer moves the Scores to its device once.
+        shape, cpu = (len(self.funcs), n, g), torch.device("cpu")
+        scored = torch.tensor([[v is not None for v in row] for row in values], dtype=torch.bool, device=cpu)
+        scored = scored.view(shape)
+        raw = torch.tensor([[0.0 if v is None else v for v in row] for row in values], dtype=torch.float64, device=cpu)
         raw = raw.view(shape)
         valid = scored.all(0)
         parts = raw if self.combine == "sum" else self._normalise(raw, valid)
-        weights = torch.tensor(self.weights, dtype=torch.float64).view(-1, 1, 1)
+        weights = torch.tensor(self.weights, dtype=torch.float64, device=cpu).view(-1, 1, 1)
         rewards = torch.where(valid, (weights * parts).sum(0), 0.0).float()
         verifiers = [f for f, fn in enumerate(self.funcs) if getattr(fn, "verifies_correctness", False)]
         correct = (raw[verifiers] > 0).all(0) & valid if verifiers else None
