@@ -1,6 +1,7 @@
 """The ``rlzoo`` command."""
 
 import argparse
+import os
 import importlib
 import subprocess
 import sys
@@ -64,15 +65,18 @@ def _train(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         train=train,
     )
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, print once
     where = "the embedded arithmetic task and its tiny model" if exp.embedded else f"{exp.model} on {exp.dataset}"
-    print(f"rlzoo train: recipe '{exp.recipe.name}' on {where}; {exp.config.steps} steps -> {exp.config.output_dir}")
+    if main_process:
+        print(f"rlzoo train: recipe '{exp.recipe.name}' on {where}; {exp.config.steps} steps -> {exp.config.output_dir}")
     summary = run_experiment(exp, resume=args.resume)
-    print(_summary_text(summary, exp.config.output_dir))
+    if main_process:
+        print(_summary_text(summary, exp.config.output_dir))
     return 0
 
 
 def _summary_text(summary: dict, output_dir: str) -> str:
-    lines = [f"\ndone: {summary['steps']} steps in {summary['wall_time_s']:.0f} s"]
+    lines = [f"\ndone: {summary['steps']} steps in {summary['wall_time_s']:.0f} s on {summary['processes']} process(es)"]
     for mode in ("greedy", "sampled"):
         acc, length = f"eval/{mode}/accuracy", f"eval/{mode}/length"
         if acc in summary["after"]:

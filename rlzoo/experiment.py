@@ -161,6 +161,7 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         "config": config.to_dict(),
         "commit": git_commit(),
         "steps": trainer.step,
+        "processes": trainer.processes.world,
         "wall_time_s": wall,
         "before": before,
         "after": after,

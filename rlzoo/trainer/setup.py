@@ -1,6 +1,7 @@
 """What the trainer checks and builds before its first step: inputs, model, reference, optimiser."""
 
 import copy
+import os
 from typing import Any
 
 import torch
@@ -40,6 +41,34 @@ def check_recipe_fits_config(recipe_name: str, parts: Parts, config: TrainConfig
         raise ConfigError(
             f"recipe '{recipe_name}': its advantage estimator gives every completion advantage 0 at "
             f"group_size={g}, so nothing would be learned; use group_size >= 2"
+        )
+
+
+def launched_processes() -> int:
+    """How many processes the launcher (torchrun, accelerate launch, mpirun) started."""
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def cpu_only() -> bool:
+    """Whether to ask accelerate for CPU processes: several were launched and there is no CUDA device.
+
+    accelerate forms a multi-process CPU group only when told to (``ACCELERATE_USE_CPU=true`` or
+    ``cpu=True``); otherwise every process would train alone on its own copy of the batch.
+    """
+    return launched_processes() > 1 and not torch.cuda.is_available()
+
+
+def check_processes(world: int) -> None:
+    """Fail when the launcher started several processes but accelerate sees one (each would train alone)."""
+    launched = launched_processes()
+    if launched > 1 and world != launched:
+        raise ConfigError(
+            f"Trainer: {launched} processes were launched but accelerate sees {world}; an accelerate state "
+            "made before the Trainer decided it. On CPU set ACCELERATE_USE_CPU=true, or build "
+            "accelerate.PartialState(cpu=True) first"
         )
 
 

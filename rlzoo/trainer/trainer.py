@@ -73,9 +73,11 @@ class Trainer:
         weights = list(cfg.reward_weights) if cfg.reward_weights else None
         self.scorer = Scorer(list(reward_funcs), weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers)
         self.accelerator = acc = Accelerator(
-            mixed_precision=setup.mixed_precision(cfg), log_with=list(cfg.report_to) or None, project_dir=cfg.output_dir
+            cpu=setup.cpu_only(), mixed_precision=setup.mixed_precision(cfg), log_with=list(cfg.report_to) or None,
+            project_dir=cfg.output_dir,
         )
         self.processes = Processes(acc)
+        setup.check_processes(self.processes.world)
         setup.check_recipe_fits_config(self.recipe.name, parts, cfg, self.processes.world)
         if cfg.cpu_threads is not None and acc.device.type == "cpu":
             torch.set_num_threads(cfg.cpu_threads)
