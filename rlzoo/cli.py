@@ -1,8 +1,8 @@
 """The ``rlzoo`` command."""
 
 import argparse
-import os
 import importlib
+import os
 import subprocess
 import sys
 from collections.abc import Sequence

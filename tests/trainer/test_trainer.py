@@ -236,7 +236,17 @@ def test_learning_rate_schedule_is_a_function_of_the_step(tmp_path) -> None:
     assert [h["lr"] for h in history] == pytest.approx([0.005, 0.01, 0.005], rel=1e-12)
 
 
-def test_bf16_autocast_on_cpu_trains_and_the_kl_starts_at_zero(tmp_path) -> None:
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one precision per process: forget it around a test that needs another."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_autocast_on_cpu_trains_and_the_kl_starts_at_zero(tmp_path, fresh_accelerate_state) -> None:
     """The reference model runs under the same autocast as the policy: identical log-probs at step 1."""
     model, tok = tiny()
     cfg = config(tmp_path, steps=2, mixed_precision="bf16", learning_rate=1e-2)
