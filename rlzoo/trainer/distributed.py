@@ -18,6 +18,8 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from torch import Tensor
 
+from rlzoo.types import Groups
+
 logger = logging.getLogger("rlzoo.trainer")
 
 
@@ -77,19 +79,34 @@ class Processes:
             out.append(self.accelerator.gather(padded)[rows].to(x.dtype))
         return out, sum(counts[: self.rank])
 
-    def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Sum every process's gradients of ``params`` in place (one all-reduce per dtype); a missing
-        gradient counts as zeros."""
+    def sum_gradients(self, params: list[torch.nn.Parameter], bucket_elements: int = 2**24) -> None:
+        """Sum every process's gradients of ``params`` in place, in flat buckets of at most
+        ``bucket_elements`` (one all-reduce each, per dtype); a missing gradient counts as zeros."""
         if self.world == 1:
             return
-        by_dtype: dict[torch.dtype, list[torch.nn.Parameter]] = {}
+        buckets: list[list[torch.nn.Parameter]] = []
+        size = 0
         for p in params:
-            by_dtype.setdefault(p.dtype, []).append(p)
-        for group in by_dtype.values():
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group])
+            if buckets and buckets[-1][0].dtype == p.dtype and size + p.numel() <= bucket_elements:
+                buckets[-1].append(p)
+                size += p.numel()
+            else:
+                buckets.append([p])
+                size = p.numel()
+        for bucket in buckets:
+            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in bucket])
             flat = self.sum(flat)
-            for p, g in zip(group, flat.split([p.numel() for p in group]), strict=True):
+            for p, g in zip(bucket, flat.split([p.numel() for p in bucket]), strict=True):
                 p.grad = g.view_as(p)
+
+    def gather_groups(self, groups: Groups, keep: list[Tensor]) -> tuple[Groups, list[Tensor], int]:
+        """Every process's groups (and filter keep masks), whole, in rank order; where this process's start."""
+        fields = [groups.rewards, groups.lengths, groups.mask, *keep]
+        fields += [] if groups.correct is None else [groups.correct]
+        gathered, offset = self.gather_rows(fields, groups.n)
+        rewards, lengths, mask, *rest = gathered
+        correct = None if groups.correct is None else rest.pop()
+        return Groups(rewards, lengths, mask=mask, correct=correct), rest, offset
 
     def gather_objects(self, value: Any) -> list[Any]:
         """One picklable value from every process, in rank order."""

@@ -5,6 +5,8 @@ the same precision and autocast: at step 0 the policy's and the reference's log-
 numbers and the KL is exactly 0, in fp32 and bf16 alike.
 """
 
+from typing import Any
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -40,6 +42,22 @@ def detached_logp(
     if not chunks:
         return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
     return torch.cat([completion_logp(model, batch.select(c), temperature)[0] for c in chunks])
+
+
+def sequence_kl(
+    policy: torch.nn.Module,
+    reference: torch.nn.Module,
+    estimator: Any,
+    temperature: float,
+    micro_batch_size: int,
+    rollout: Rollout,
+) -> Float[Tensor, " m"]:
+    """The reward-side KL penalty: per completion, the sum over its tokens of ``estimator(logp, ref_logp)``."""
+    batch = rollout_batch(rollout)
+    chunks = list(batch.rows().split(micro_batch_size))
+    logp = detached_logp(policy, batch, chunks, temperature)
+    ref = detached_logp(reference, batch, chunks, temperature)
+    return estimator(logp, ref).where(rollout.completion_mask, 0.0).sum(1)
 
 
 def rollout_batch(rollout: Rollout) -> StepBatch:

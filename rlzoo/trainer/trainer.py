@@ -7,6 +7,7 @@ evaluate / save. Each job lives in its own module beside this one; the trainer n
 everything algorithmic comes from the recipe's parts through their protocols.
 """
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -28,12 +28,11 @@ from rlzoo.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from rlzoo.trainer.collect import Collector
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes, StopFlag
-from rlzoo.trainer.engines import Generator, Rollout, build_generator
-from rlzoo.trainer.forward import detached_logp, rollout_batch
+from rlzoo.trainer.engines import Generator, build_generator
+from rlzoo.trainer.forward import sequence_kl
 from rlzoo.trainer.metrics import MetricsFile, Timer, advantage_metrics, postfix, reduce_metrics
 from rlzoo.trainer.sampler import PromptSampler
 from rlzoo.trainer.update import Updater
-from rlzoo.types import Groups
 
 logger = logging.getLogger("rlzoo.trainer")
 
@@ -98,7 +97,9 @@ class Trainer:
         self.stop = StopFlag(self.processes)
         self.collect = Collector(
             generator=self.generator, scorer=self.scorer, parts=parts, tokenizer=self.tokenizer,
-            sampler=self.sampler, processes=self.processes, config=cfg, reward_kl=None if parts.reward_kl is None else self._sequence_kl,
+            sampler=self.sampler, processes=self.processes, config=cfg, reward_kl=None if parts.reward_kl is None else functools.partial(
+                sequence_kl, self.model, self.ref_model, parts.reward_kl, cfg.temperature, cfg.micro_batch_size
+            ),
         )
         self.update = Updater(
             accelerator=acc, processes=self.processes, model=self.model, ref_model=self.ref_model,
@@ -152,7 +153,7 @@ class Trainer:
         timer = Timer()
         lr = self.update.set_lr(self.step)
         data = self.collect(self.model, timer, self.step)
-        everyone, keep, offset = self._gather(data.groups, data.keep)
+        everyone, keep, offset = self.processes.gather_groups(data.groups, data.keep)
         with timer("score"):
             advantages = self.parts.estimator(everyone)
             for f, k in zip(self.parts.filters, keep, strict=True):
@@ -164,23 +165,6 @@ class Trainer:
             metrics |= self.update(batch)
         metrics |= timer.metrics(tokens=float(data.rollout.lengths.sum()))
         return reduce_metrics(self.processes, metrics | {"lr": lr})
-
-    def _gather(self, groups: Groups, keep: list[Tensor]) -> tuple[Groups, list[Tensor], int]:
-        """Every process's groups (and keep masks), whole, in rank order; where this process's start."""
-        fields = [groups.rewards, groups.lengths, groups.mask, *keep]
-        fields += [] if groups.correct is None else [groups.correct]
-        gathered, offset = self.processes.gather_rows(fields, groups.n)
-        rewards, lengths, mask, *rest = gathered
-        correct = None if groups.correct is None else rest.pop()
-        return Groups(rewards, lengths, mask=mask, correct=correct), rest, offset
-
-    def _sequence_kl(self, rollout: Rollout) -> Tensor:
-        """Detached sum over each completion of the reward-side KL estimator (policy vs reference)."""
-        batch = rollout_batch(rollout)
-        chunks = list(batch.rows().split(self.config.micro_batch_size))
-        logp = detached_logp(self.model, batch, chunks, self.config.temperature)
-        ref = detached_logp(self.ref_model, batch, chunks, self.config.temperature)
-        return self.parts.reward_kl(logp, ref).where(rollout.completion_mask, 0.0).sum(1)
 
     # -- evaluation, checkpoints, logs ------------------------------------------------------------
 
