@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rlzoo import advantages, losses, rewards
+from rlzoo import advantages, losses, rewards, yamlio
 from rlzoo.errors import ConfigError
 from rlzoo.registry import Registry, check
 
@@ -61,6 +61,16 @@ class Parts:
     reward_kl: Any | None
     reward_kl_coef: float
     refill_rounds: int
+
+    @property
+    def needs_verdict(self) -> bool:
+        """Some part reads ``groups.correct``: the run needs a source of correctness."""
+        return any(getattr(c, "needs_verdict", False) for c in (*self.shapers, *self.filters, self.estimator))
+
+    @property
+    def needs_greedy_baseline(self) -> bool:
+        """The estimator reads ``groups.greedy_rewards`` (one greedy completion per prompt)."""
+        return getattr(self.estimator, "needs_greedy_baseline", False)
 
 
 @RECIPES.register("custom")
@@ -133,7 +143,7 @@ class Recipe:
         )
 
     def override(self, assignments: Iterable[str]) -> "Recipe":
-        """Apply ``key=value`` or ``part.param=value`` assignments (values parsed as YAML).
+        """Apply ``key=value`` or ``part.param=value`` assignments (values parsed as YAML, ``1e-3`` a float).
 
         ``loss.eps_high=0.28`` turns ``loss: ppo_clip`` into ``{name: ppo_clip, eps_high: 0.28}``;
         ``shapers.0.alpha=0.2`` reaches into a list. All problems are reported at once.
@@ -146,7 +156,7 @@ class Recipe:
                 problems.append(f"'{assignment}' is not key=value")
                 continue
             try:
-                _assign(spec, key.split("."), yaml.safe_load(raw))
+                _assign(spec, key.split("."), yamlio.load(raw))
             except (KeyError, IndexError, TypeError) as exc:
                 problems.append(f"'{assignment}': {exc}")
         if problems:
@@ -230,6 +240,16 @@ class RLOORecipe(Recipe):
     """RLOO (arXiv 2402.14740): leave-one-out baseline, PPO clip, optional k1 KL in the reward."""
 
     advantage: Spec = "rloo"
+    aggregation: Spec = "seq_mean_token_mean"
+
+
+@RECIPES.register("remax")
+@dataclass(frozen=True)
+class ReMaxRecipe(Recipe):
+    """ReMax (arXiv 2310.10505): REINFORCE with the reward of a greedy completion as the baseline."""
+
+    advantage: Spec = "remax"
+    loss: Spec = "reinforce"
     aggregation: Spec = "seq_mean_token_mean"
 
 

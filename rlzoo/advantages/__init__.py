@@ -7,6 +7,10 @@ Markers that components declare (class attributes; absent means False):
 - ``acts_on_all_equal_groups``: an estimator with a special rule for groups whose rewards are all
   equal (AGPO); ``removes_all_equal_groups``: a filter that drops those groups. A recipe combining
   the two warns that the rule is inert.
+- ``needs_verdict`` (filters, estimators, and reward shapers too): reads ``groups.correct``, so
+  the run needs a source of correctness (a verifying reward function or ``TrainConfig.verifier``).
+- ``needs_greedy_baseline``: an estimator that reads ``groups.greedy_rewards`` (ReMax); the
+  trainer then scores one greedy completion per prompt.
 """
 
 from rlzoo.registry import Registry

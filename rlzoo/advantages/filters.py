@@ -56,6 +56,8 @@ class DAPOFilter:
     5. It removes exactly the groups AGPO's all-equal rule acts on.
     """
 
+    needs_verdict: ClassVar[bool] = True  # reads groups.correct
+
     mode: Literal["drop", "zero"] = "drop"
 
     removes_all_equal_groups: ClassVar[bool] = True

@@ -1,6 +1,7 @@
 """ReMax: the reward of a greedy completion as the baseline."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from jaxtyping import Float
@@ -26,6 +27,8 @@ class ReMax:
        included, and groups are independent.
     3. No std, no eps. Invalid completions get 0.
     """
+
+    needs_greedy_baseline: ClassVar[bool] = True  # reads groups.greedy_rewards
 
     def __call__(self, groups: Groups) -> Float[Tensor, "n g"]:
         who = component_label(self)

@@ -241,10 +241,12 @@ def slice_payload(
     prompts: Sequence[Any],
     completions: Sequence[Any],
     columns: Mapping[str, Sequence[Any]],
+    context: Mapping[str, Any],
 ) -> Payload:
+    """One call's arguments: the per-completion values at ``indices``, and ``context`` as it is."""
     return (
         func,
         [prompts[i] for i in indices],
         [completions[i] for i in indices],
-        {key: [values[i] for i in indices] for key, values in columns.items()},
+        {**{key: [values[i] for i in indices] for key, values in columns.items()}, **context},
     )

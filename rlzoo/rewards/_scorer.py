@@ -146,6 +146,8 @@ class Scorer:
         start_method: how workers start: ``"fork"`` (default where available: functions are
             inherited, so lambdas and closures work) or ``"spawn"``/``"forkserver"`` (functions
             must pickle).
+        verifier: the name of the function whose reward > 0 means "correct" (one of the names
+            above); None: the functions that declare ``verifies_correctness = True``, if any.
 
     Implementation details:
 
@@ -159,7 +161,8 @@ class Scorer:
        function and the completion: unscorable completions must return None.
     5. ``normalize_then_sum`` uses the sample std (TRL's ``nanstd``) and gives exactly 0 to a
        function whose valid rewards in a group are all equal, or to a group of one.
-    6. ``correct`` is ``reward > 0`` for every function with ``verifies_correctness = True``.
+    6. ``correct`` is ``reward > 0`` of ``verifier``, or of every function with
+       ``verifies_correctness = True`` (all must agree) when no verifier is named.
     7. Workers started with ``fork`` set torch to one thread (as torch's DataLoader workers do)
        and must not use CUDA; run GPU reward models with ``timeout=None``. Call :meth:`close` (or
        use ``with``) to stop the workers early; they are daemons and end with the interpreter.
@@ -177,6 +180,7 @@ class Scorer:
         chunk_size: int | None = None,
         eps: float = 1e-4,
         start_method: Literal["fork", "spawn", "forkserver"] | None = None,
+        verifier: str | None = None,
     ) -> None:
         if isinstance(funcs, Mapping):
             names, specs = list(funcs), list(funcs.values())
@@ -210,8 +214,15 @@ class Scorer:
             )
             if not ok
         ]
+        if verifier is not None and verifier not in self.names:
+            problems.append(f"verifier={verifier!r} is not one of the reward functions ({', '.join(self.names)})")
         if problems:
             raise ConfigError("Scorer: " + "; ".join(problems))
+        self.verifiers = (
+            [self.names.index(verifier)]
+            if verifier is not None
+            else [f for f, fn in enumerate(self.funcs) if getattr(fn, "verifies_correctness", False)]
+        )
         self.weights = weights
         self.timeout = timeout
         self.workers = workers
@@ -249,20 +260,24 @@ class Scorer:
         completions: Sequence[Any],
         columns: Mapping[str, Sequence[Any]],
         group_size: int,
+        context: Mapping[str, Any] | None = None,
     ) -> Scores:
+        """Score ``completions``; ``context`` holds keyword arguments handed unchanged to every call
+        (TRL's ``trainer_state``, ``log_extra``, ``log_metric``), where ``columns`` are sliced per call."""
         started = time.perf_counter()
         total, g = len(completions), group_size
         if g < 1 or total % g:
             raise DataError(f"Scorer: {total} completions do not split into groups of group_size={g}")
         n = total // g
-        clash = {"prompts", "completions"} & set(columns)
+        context = dict(context or {})
+        clash = {"prompts", "completions"} & (set(columns) | set(context))
         if clash:
             raise DataError(
                 f"Scorer: columns may not be named {sorted(clash)}: those are the positional inputs"
             )
         prompts = _per_completion("prompts", prompts, n, g)
         columns = {key: _per_completion(f"column '{key}'", values, n, g) for key, values in columns.items()}
-        values, timeouts, errors = self._evaluate(prompts, list(completions), columns, g)
+        values, timeouts, errors = self._evaluate(prompts, list(completions), columns, g, context)
 
         # Host-side by design: rewards come from Python; the trainer moves the Scores to its device once.
         shape, cpu = (len(self.funcs), n, g), torch.device("cpu")
@@ -274,8 +289,7 @@ class Scorer:
         parts = raw if self.combine == "sum" else self._normalise(raw, valid)
         weights = torch.tensor(self.weights, dtype=torch.float64, device=cpu).view(-1, 1, 1)
         rewards = torch.where(valid, (weights * parts).sum(0), 0.0).float()
-        verifiers = [f for f, fn in enumerate(self.funcs) if getattr(fn, "verifies_correctness", False)]
-        correct = (raw[verifiers] > 0).all(0) & valid if verifiers else None
+        correct = (raw[self.verifiers] > 0).all(0) & valid if self.verifiers else None
 
         metrics: dict[str, float] = {}
         for f, name in enumerate(self.names):
@@ -304,7 +318,8 @@ class Scorer:
         return normalise(groups, "Scorer (combine='normalize_then_sum')", eps=self.eps).view(num_funcs, n, g).double()
 
     def _evaluate(
-        self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]], g: int
+        self, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]], g: int,
+        context: dict[str, Any],
     ) -> tuple[list[list[float | None]], list[int], list[int]]:
         total = len(completions)
         size = self.chunk_size or max(1, -(-total // max(1, self.workers)))
@@ -317,7 +332,7 @@ class Scorer:
         failed: list[tuple[Job, Outcome]] = []
         for _ in range(2):  # the calls, then the completions of failed calls one by one
             retry: list[Job] = []
-            for job, outcome in zip(jobs, self._run(jobs, prompts, completions, columns), strict=True):
+            for job, outcome in zip(jobs, self._run(jobs, prompts, completions, columns, context), strict=True):
                 if outcome.status == "ok":
                     for i, value in zip(job.indices, self._check(job, outcome.value, g), strict=True):
                         values[job.func][i] = value
@@ -349,11 +364,12 @@ class Scorer:
         return values, timeouts, errors
 
     def _run(
-        self, jobs: list[Job], prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]]
+        self, jobs: list[Job], prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]],
+        context: dict[str, Any],
     ) -> list[Outcome]:
         if not jobs:
             return []
-        payloads = [slice_payload(job.func, job.indices, prompts, completions, columns) for job in jobs]
+        payloads = [slice_payload(job.func, job.indices, prompts, completions, columns, context) for job in jobs]
         outcomes = self._executor.run(jobs, payloads, self.timeout)
         for outcome in outcomes:
             if outcome.status == "fatal":

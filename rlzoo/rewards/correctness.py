@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -22,6 +23,8 @@ class BinaryCorrect:
        released code returns {0, 1}, which removes the negative signal, so the defaults are ±1.
     2. Reads ``groups.correct`` (needed); invalid completions are untouched.
     """
+
+    needs_verdict: ClassVar[bool] = True  # reads groups.correct
 
     pos: float = 1.0
     neg: float = -1.0

@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -45,6 +45,8 @@ class AGPOLength:
        length inside mixed groups.
     """
 
+    needs_verdict: ClassVar[bool] = True  # reads groups.correct
+
     alpha: float = 0.1
     degenerate: Literal["skip", "full"] = "skip"
 
@@ -73,6 +75,8 @@ class KimiLength:
     4. ``weight`` (default 1.0) scales the length reward before it is added.
     5. Invalid completions are untouched and excluded from Lmin, Lmax. Needs ``groups.correct``.
     """
+
+    needs_verdict: ClassVar[bool] = True  # reads groups.correct
 
     weight: float = 1.0
 
@@ -108,6 +112,8 @@ class CosineLength:
     6. Invalid completions are untouched. Needs ``groups.correct``. Per completion: the group
        plays no part, so it is trivially permutation-equivariant.
     """
+
+    needs_verdict: ClassVar[bool] = True  # reads groups.correct
 
     max_length: int
     min_value_correct: float = 1.0

@@ -10,16 +10,55 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.recipes import Parts
-from rlzoo.rewards import Scorer
+from rlzoo.rewards import Scorer, Scores
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.engines import Generator, Rollout
-from rlzoo.trainer.engines.base import concat_rollouts, select_groups
+from rlzoo.trainer.engines.base import Prompts, concat_rollouts, encode_prompts, is_chat, select_groups
 from rlzoo.trainer.metrics import Timer, mean_over_rounds, round_metrics
 from rlzoo.trainer.sampler import PromptSampler
 from rlzoo.types import Groups
 
 logger = logging.getLogger("rlzoo.trainer")
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """What reward functions get as TRL's ``trainer_state``: the fields reward schedules read."""
+
+    global_step: int
+    max_steps: int
+    epoch: float
+
+
+def _ignored(*args: Any, **kwargs: Any) -> None:
+    """Stands in for TRL's ``log_extra`` / ``log_metric`` callbacks (accepted, not recorded)."""
+
+
+def reward_context(state: TrainerState | None) -> dict[str, Any]:
+    """The keyword arguments TRL 1.16 hands every reward function besides the columns."""
+    return ({} if state is None else {"trainer_state": state}) | {"log_extra": _ignored, "log_metric": _ignored}
+
+
+def score_rollout(
+    scorer: Scorer,
+    prompts: list[Any],
+    rows: list[dict[str, Any]],
+    rollout: Rollout,
+    context: dict[str, Any],
+) -> Scores:
+    """Score ``rollout`` as TRL calls reward functions: completions in the prompts' form (text, or
+    ``[{"role": "assistant", "content": text}]`` for chat prompts), ``completion_ids`` (token ids,
+    EOS included, as lists), every dataset column, and ``context``; the scores come back on the
+    rollout's device."""
+    g = rollout.group_size
+    texts = rollout.texts
+    completions = [[{"role": "assistant", "content": t}] for t in texts] if is_chat(prompts[0]) else texts
+    ids = [row[:n] for row, n in zip(rollout.completion_ids.tolist(), rollout.lengths.tolist(), strict=True)]
+    columns = {k: [row[k] for row in rows for _ in range(g)] for k in rows[0] if k != "prompt"}
+    scores = scorer([p for p in prompts for _ in range(g)], completions, columns | {"completion_ids": ids},
+                    group_size=g, context=context)
+    return scores.to(rollout.completion_ids.device)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +79,7 @@ class StepData:
         groups = Groups(
             g.rewards[prompts], g.lengths[prompts], mask=g.mask[prompts],
             correct=None if g.correct is None else g.correct[prompts],
+            greedy_rewards=None if g.greedy_rewards is None else g.greedy_rewards[prompts],
         )
         return StepData(select_groups(self.rollout, prompts), groups, [k[prompts] for k in self.keep], self.metrics)
 
@@ -53,7 +93,8 @@ def concat(pieces: list[StepData], pad_token_id: int) -> StepData:
         values = [getattr(p.groups, name) for p in pieces]
         return None if values[0] is None else torch.cat(values)
 
-    groups = Groups(join("rewards"), join("lengths"), mask=join("mask"), correct=join("correct"))
+    groups = Groups(join("rewards"), join("lengths"), mask=join("mask"), correct=join("correct"),
+                    greedy_rewards=join("greedy_rewards"))
     keep = [torch.cat(ks) for ks in zip(*(p.keep for p in pieces), strict=True)]
     return StepData(concat_rollouts([p.rollout for p in pieces], pad_token_id), groups, keep, pieces[0].metrics)
 
@@ -67,7 +108,14 @@ class Collector:
     position stays the same) without generating. The first round is always kept whole, so a step
     whose groups are all filtered out is a logged no-op.
 
+    Prompts are encoded once (chat prompts through the tokenizer's template, ``max_prompt_length``
+    keeping the last tokens); with ``mask_truncated_completions`` a completion without EOS is
+    invalid (no loss, no baseline); an estimator that needs a greedy baseline (ReMax) gets one
+    greedy completion per prompt, scored like the others (an unscored one counts 0).
+
     Args:
+        eos: every token id that ends a completion.
+        max_positions: the model's positions; a longer prompt is refused.
         reward_kl: per-completion KL of the policy from the reference (``[n * g]``), subtracted from
             the rewards with the recipe's ``reward_kl_coef``; None when the recipe has no reward KL.
     """
@@ -82,10 +130,14 @@ class Collector:
         sampler: PromptSampler,
         processes: Processes,
         config: TrainConfig,
+        eos: tuple[int, ...],
+        max_positions: int | None,
         reward_kl: Callable[[Rollout], Tensor] | None,
     ) -> None:
         self.generator, self.scorer, self.parts, self.tokenizer = generator, scorer, parts, tokenizer
         self.sampler, self.processes, self.config, self.reward_kl = sampler, processes, config, reward_kl
+        self.eos, self.max_positions = eos, max_positions
+        self._warned_truncation = False
 
     def __call__(self, model: PreTrainedModel, timer: Timer, step: int) -> StepData:
         per_process = self.config.prompts_per_step // self.processes.world
@@ -99,7 +151,7 @@ class Collector:
             rows = self.sampler.next(self.config.prompts_per_step)
             if have >= per_process:
                 continue  # this process is full; the others refill
-            data, live = self._round(model, rows, timer)
+            data, live = self._round(model, rows, timer, step)
             rounds.append(data.metrics)
             if round_index == 0:
                 have = int(live.sum())
@@ -122,26 +174,52 @@ class Collector:
         metrics = mean_over_rounds(rounds) | {"groups/rounds": float(len(rounds))}
         return StepData(data.rollout, data.groups.replace(mask=mask), data.keep, metrics)
 
-    def _round(self, model: PreTrainedModel, rows: list[dict[str, Any]], timer: Timer) -> tuple[StepData, Tensor]:
+    def _round(
+        self, model: PreTrainedModel, rows: list[dict[str, Any]], timer: Timer, step: int
+    ) -> tuple[StepData, Tensor]:
         """One round of generation and scoring; also which groups survive the drop-mode filters."""
         cfg, g = self.config, self.config.group_size
         prompts = [row["prompt"] for row in rows]
         with timer("generate"):
+            encoded = self._encode(prompts)
             rollout = self.generator(
-                model, self.tokenizer, prompts, group_size=g, max_new_tokens=cfg.max_completion_length,
+                model, self.tokenizer, encoded, group_size=g, max_new_tokens=cfg.max_completion_length,
                 temperature=cfg.temperature, top_p=cfg.top_p,
             )
+            greedy = None
+            if self.parts.needs_greedy_baseline:
+                greedy = self.generator(model, self.tokenizer, encoded, group_size=1,
+                                        max_new_tokens=cfg.max_completion_length, temperature=0.0, top_p=1.0)
         with timer("score"):
-            columns = {k: [row[k] for row in rows for _ in range(g)] for k in rows[0] if k != "prompt"}
-            scores = self.scorer([p for p in prompts for _ in range(g)], rollout.texts, columns, group_size=g)
-            scores = scores.to(self.processes.device)
-            rewards = scores.rewards
+            position = self.sampler.position / len(self.sampler.dataset)
+            context = reward_context(TrainerState(step, cfg.steps, position))
+            scores = score_rollout(self.scorer, prompts, rows, rollout, context)
+            rewards, valid = scores.rewards, scores.valid
+            if cfg.mask_truncated_completions:
+                valid = valid & ~rollout.truncated.view_as(valid)
             if self.reward_kl is not None:
                 rewards = rewards - self.parts.reward_kl_coef * self.reward_kl(rollout).view_as(rewards)
-            groups = Groups(rewards, rollout.lengths.view(-1, g), mask=scores.valid, correct=scores.correct)
+            baseline = None
+            if greedy is not None:
+                best = score_rollout(self.scorer, prompts, rows, greedy, context)
+                baseline = best.rewards.where(best.valid, 0.0).view(-1)
+            groups = Groups(rewards, rollout.lengths.view(-1, g), mask=valid, correct=scores.correct,
+                            greedy_rewards=baseline)
             for shaper in self.parts.shapers:
                 groups = shaper(groups)
             keep = [f(groups) for f in self.parts.filters]
         drop = [k for f, k in zip(self.parts.filters, keep, strict=True) if f.mode == "drop"]
         live = torch.stack(drop).all(0).any(1) if drop else groups.mask.any(1)
-        return StepData(rollout, groups, keep, round_metrics(scores, groups, rollout, live)), live
+        metrics = round_metrics(scores, groups, rollout, live) | {"prompts/truncated_frac": float(encoded.truncated.float().mean())}
+        return StepData(rollout, groups, keep, metrics), live
+
+    def _encode(self, prompts: list[Any]) -> Prompts:
+        encoded = encode_prompts(self.tokenizer, prompts, self.processes.device, eos=self.eos,
+                                 max_length=self.config.max_prompt_length, max_positions=self.max_positions)
+        if bool(encoded.truncated.any()) and not self._warned_truncation:
+            self._warned_truncation = True
+            logger.warning(
+                "prompts longer than max_prompt_length=%d tokens keep their last %d (counted in "
+                "prompts/truncated_frac; warned once)", self.config.max_prompt_length, self.config.max_prompt_length,
+            )
+        return encoded

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from rlzoo import yamlio
 from rlzoo.errors import ConfigError
 from rlzoo.registry import validate_params
 
@@ -46,6 +45,10 @@ class TrainConfig:
     mini_batches: int = 1
     seed: int = 0
     generator: Literal["hf", "lean"] = "hf"
+    max_prompt_length: int | None = None
+    mask_truncated_completions: bool = False
+    verifier: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     cpu_threads: int | None = None
     reward_weights: tuple[float, ...] | None = None
@@ -79,6 +82,8 @@ class TrainConfig:
                 f"mini_batches={self.mini_batches!r} must be <= prompts_per_step={self.prompts_per_step!r} "
                 "(each mini-batch holds whole groups)"
             )
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            problems.append(f"max_prompt_length={self.max_prompt_length!r} must be >= 1 or None (no limit)")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             problems.append(f"cpu_threads={self.cpu_threads!r} must be >= 1 or None (torch's default)")
         if self.reward_timeout is not None and not self.reward_timeout > 0:
@@ -93,7 +98,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yamlio.load(Path(path).read_text()) or {}
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: a TrainConfig file must be a mapping, got {type(data).__name__}")
         return cls.from_dict(data)

@@ -101,12 +101,12 @@ class Processes:
 
     def gather_groups(self, groups: Groups, keep: list[Tensor]) -> tuple[Groups, list[Tensor], int]:
         """Every process's groups (and filter keep masks), whole, in rank order; where this process's start."""
-        fields = [groups.rewards, groups.lengths, groups.mask, *keep]
-        fields += [] if groups.correct is None else [groups.correct]
-        gathered, offset = self.gather_rows(fields, groups.n)
+        optional = [t for t in (groups.correct, groups.greedy_rewards) if t is not None]
+        gathered, offset = self.gather_rows([groups.rewards, groups.lengths, groups.mask, *optional, *keep], groups.n)
         rewards, lengths, mask, *rest = gathered
-        correct = None if groups.correct is None else rest.pop()
-        return Groups(rewards, lengths, mask=mask, correct=correct), rest, offset
+        correct = None if groups.correct is None else rest.pop(0)
+        greedy = None if groups.greedy_rewards is None else rest.pop(0)
+        return Groups(rewards, lengths, mask=mask, correct=correct, greedy_rewards=greedy), rest, offset
 
     def gather_objects(self, value: Any) -> list[Any]:
         """One picklable value from every process, in rank order."""

@@ -14,8 +14,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
 from rlzoo.rewards import Scorer
+from rlzoo.trainer.collect import reward_context, score_rollout
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.engines import Generator
+from rlzoo.trainer.engines.base import encode_prompts, eos_token_ids
 
 _SUMS = ("reward", "length", "truncated", "correct", "all_correct", "all_wrong", "mixed", "completions", "groups")
 
@@ -36,6 +38,8 @@ def evaluate(
     batch_size: int = 512,
     seed: int | None = 0,
     processes: Processes | None = None,
+    eos: tuple[int, ...] | None = None,
+    max_prompt_length: int | None = None,
 ) -> dict[str, float]:
     """Mean reward, accuracy and completion length of ``model`` on ``rows`` (dicts with a ``prompt``).
 
@@ -44,7 +48,9 @@ def evaluate(
     knows correctness, ``accuracy`` and the fractions of prompts whose ``num_samples``
     completions are ``all_correct``, ``all_wrong`` or ``mixed``. ``batch_size`` bounds the
     completions per generator call; ``seed=None`` samples from the caller's random stream. The
-    model's train/eval mode is restored afterwards.
+    model's train/eval mode is restored afterwards. Prompts are encoded and completions scored as
+    in training (chat templates, TRL's reward-function arguments); ``eos`` defaults to the
+    tokenizer's and the model's generation config's EOS tokens.
     """
     if greedy and num_samples != 1:
         raise ConfigError(f"evaluate: greedy decoding gives one completion per prompt, got num_samples={num_samples}")
@@ -59,6 +65,8 @@ def evaluate(
     share = -(-len(rows) // world)
     mine = [rows[i] for i in range(rank * share, min(len(rows), (rank + 1) * share))]
     device = next(model.parameters()).device
+    eos = eos or eos_token_ids(tokenizer, model)
+    positions = getattr(model.config, "max_position_embeddings", None)
     sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=device)
     knows_correct = False
     was_training = model.training
@@ -69,12 +77,14 @@ def evaluate(
         per_call = max(1, batch_size // num_samples)
         for start in range(0, len(mine), per_call):
             batch = mine[start : start + per_call]
+            prompts = [r["prompt"] for r in batch]
+            encoded = encode_prompts(tokenizer, prompts, device, eos=eos, max_length=max_prompt_length,
+                                     max_positions=positions)
             rollout = generator(
-                model, tokenizer, [r["prompt"] for r in batch], group_size=num_samples,
+                model, tokenizer, encoded, group_size=num_samples,
                 max_new_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=top_p,
             )
-            columns = {k: [r[k] for r in batch] for k in batch[0] if k != "prompt"}
-            scores = scorer([r["prompt"] for r in batch], rollout.texts, columns, group_size=num_samples).to(device)
+            scores = score_rollout(scorer, prompts, batch, rollout, reward_context(None))
             part = {
                 "reward": scores.rewards.where(scores.valid, 0.0).sum(),
                 "length": rollout.lengths.sum(),

@@ -1,16 +1,23 @@
 """What the trainer checks and builds before its first step: inputs, model, reference, optimiser."""
 
 import copy
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import Parts
+from rlzoo.rewards import Scorer
 from rlzoo.trainer.config import TrainConfig
+from rlzoo.trainer.engines.base import is_chat
 from rlzoo.types import Groups
+
+logger = logging.getLogger("rlzoo.trainer")
 
 
 def check_dataset(dataset: Any, name: str) -> None:
@@ -80,15 +87,62 @@ def mixed_precision(config: TrainConfig) -> str:
 
 
 def load_model(
-    model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None
+    model: PreTrainedModel | str, tokenizer: PreTrainedTokenizerBase | None, dtype: str = "float32"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model and its tokenizer, loading either from a path or hub name where one is given as a string."""
+    """The model and its tokenizer; a string is a local directory or a hub id (``from_pretrained``).
+
+    A tokenizer without a pad token gets its EOS token as pad (TRL's choice), with one warning.
+    """
     if isinstance(model, str):
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-        model = AutoModelForCausalLM.from_pretrained(model)
+        source = model
+        try:
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(_load_problem(source, "tokenizer", exc)) from exc
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(_load_problem(source, "model", exc)) from exc
     if tokenizer is None:
         raise ConfigError("Trainer: tokenizer is None; pass the model's tokenizer")
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError("Trainer: the tokenizer has neither a pad nor an EOS token; set tokenizer.pad_token")
+        logger.warning("the tokenizer has no pad token: using its EOS token %r as pad (as TRL does)", tokenizer.eos_token)
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _load_problem(source: str, what: str, exc: Exception) -> str:
+    """What to do when ``from_pretrained`` could not load ``what`` from ``source``."""
+    if Path(source).is_dir():
+        if what == "tokenizer":
+            return (f"Trainer: {source} has no loadable tokenizer (no tokenizer.json or tokenizer_config.json it can "
+                    f"read; {type(exc).__name__}); save one there (tokenizer.save_pretrained) or pass tokenizer=...")
+        return f"Trainer: could not load a causal LM from {source}: {type(exc).__name__}: {exc}"
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return (f"Trainer: '{source}' is not a local directory and the hub is offline (HF_HUB_OFFLINE=1); "
+                f"download it first (`hf download {source}`) or pass a local path")
+    return f"Trainer: could not load the {what} '{source}' (a local directory or a hub id): {type(exc).__name__}: {exc}"
+
+
+def check_data_fits_tokenizer(dataset: Any, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Chat prompts need a chat template: refuse before the first step."""
+    if is_chat(dataset[0]["prompt"]) and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"Trainer: {name} has chat prompts (lists of messages) but the tokenizer has no chat template; "
+            "use a chat model's tokenizer, set tokenizer.chat_template, or give plain-text prompts"
+        )
+
+
+def check_verdict(parts: Parts, recipe_name: str, scorer: Scorer) -> None:
+    """A recipe that reads correctness needs a source of it."""
+    if parts.needs_verdict and not scorer.verifiers:
+        raise ConfigError(
+            f"recipe '{recipe_name}' needs to know which completions are correct, and no reward function says: "
+            f"name one with TrainConfig verifier=... (one of {', '.join(scorer.names)}; its reward > 0 means "
+            "correct), or use a reward function that declares verifies_correctness = True"
+        )
 
 
 def reference_copy(model: PreTrainedModel) -> PreTrainedModel:

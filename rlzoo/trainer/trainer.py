@@ -29,6 +29,7 @@ from rlzoo.trainer.collect import Collector
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes, StopFlag
 from rlzoo.trainer.engines import Generator, build_generator
+from rlzoo.trainer.engines.base import eos_token_ids
 from rlzoo.trainer.forward import sequence_kl
 from rlzoo.trainer.metrics import MetricsFile, Timer, advantage_metrics, postfix, reduce_metrics
 from rlzoo.trainer.sampler import PromptSampler
@@ -70,7 +71,9 @@ class Trainer:
         if eval_dataset is not None:
             setup.check_dataset(eval_dataset, "eval_dataset")
         weights = list(cfg.reward_weights) if cfg.reward_weights else None
-        self.scorer = Scorer(list(reward_funcs), weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers)
+        self.scorer = Scorer(list(reward_funcs), weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers,
+                             verifier=cfg.verifier)
+        setup.check_verdict(parts, self.recipe.name, self.scorer)
         self.accelerator = acc = Accelerator(
             cpu=setup.cpu_only(), mixed_precision=setup.mixed_precision(cfg), log_with=list(cfg.report_to) or None,
             project_dir=cfg.output_dir,
@@ -81,7 +84,12 @@ class Trainer:
         if cfg.cpu_threads is not None and acc.device.type == "cpu":
             torch.set_num_threads(cfg.cpu_threads)
         set_seed(cfg.seed)
-        model, self.tokenizer = setup.load_model(model, tokenizer)
+        model, self.tokenizer = setup.load_model(model, tokenizer, cfg.dtype)
+        for data, name in ((train_dataset, "train_dataset"), (eval_dataset, "eval_dataset")):
+            if data is not None:
+                setup.check_data_fits_tokenizer(data, self.tokenizer, name)
+        self.eos = eos_token_ids(self.tokenizer, model)
+        self.max_positions = getattr(model.config, "max_position_embeddings", None)
         self.generator = generator or build_generator(cfg.generator, model)
         needs_ref = parts.objective.needs_ref_logp or parts.reward_kl is not None
         ref_model = setup.reference_copy(model) if needs_ref else None
@@ -97,7 +105,8 @@ class Trainer:
         self.stop = StopFlag(self.processes)
         self.collect = Collector(
             generator=self.generator, scorer=self.scorer, parts=parts, tokenizer=self.tokenizer,
-            sampler=self.sampler, processes=self.processes, config=cfg, reward_kl=None if parts.reward_kl is None else functools.partial(
+            sampler=self.sampler, processes=self.processes, config=cfg, eos=self.eos, max_positions=self.max_positions,
+            reward_kl=None if parts.reward_kl is None else functools.partial(
                 sequence_kl, self.model, self.ref_model, parts.reward_kl, cfg.temperature, cfg.micro_batch_size
             ),
         )
@@ -180,7 +189,7 @@ class Trainer:
             self.model, self.tokenizer, rows, scorer=self.scorer,
             generator=self.generator, greedy=greedy, max_new_tokens=cfg.max_completion_length,
             temperature=cfg.temperature or 1.0, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
-            processes=self.processes,
+            processes=self.processes, eos=self.eos, max_prompt_length=cfg.max_prompt_length,
         )
         mode = "greedy" if greedy else "sampled"
         return {f"eval/{mode}/{k}": v for k, v in out.items()}

@@ -7,6 +7,7 @@ from rlzoo.errors import ConfigError
 from rlzoo.tasks import arithmetic_correct, evaluate, load_model
 from rlzoo.tasks.arithmetic import make_split
 from rlzoo.trainer import HFGenerator
+from rlzoo.trainer.engines.base import encode_prompts
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def test_evaluate_agrees_with_a_loop_oracle(shipped) -> None:
     model, tokenizer = shipped
     rows = make_split("eval", 12, seed=5)
     torch.manual_seed(11)  # what evaluate(seed=11) does inside
-    rollout = HFGenerator()(model, tokenizer, [r["prompt"] for r in rows], group_size=4, max_new_tokens=96,
-                            temperature=1.0, top_p=1.0)
+    prompts = encode_prompts(tokenizer, [r["prompt"] for r in rows], model.device)
+    rollout = HFGenerator()(model, tokenizer, prompts, group_size=4, max_new_tokens=96, temperature=1.0, top_p=1.0)
     texts, lengths = rollout.texts, rollout.lengths
     metrics = evaluate(model, tokenizer, rows, greedy=False, num_samples=4, seed=11)
     groups = [

@@ -7,7 +7,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.tasks import arithmetic_correct, build_tokenizer, make_split, new_model
 from rlzoo.trainer import Rollout, TrainConfig
-from rlzoo.trainer.engines.base import rollout_from_ids, tokenize_prompts
+from rlzoo.trainer.engines.base import rollout_from_ids
 
 
 def tiny(seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -42,18 +42,17 @@ class ScriptedGenerator:
     with j extra ';' steps, so groups are mixed and lengths differ. Ignores the model."""
 
     def __call__(self, model, tokenizer, prompts, *, group_size, max_new_tokens, temperature, top_p) -> Rollout:
-        prompt_ids, prompt_mask = tokenize_prompts(tokenizer, prompts, torch.device("cpu"))
         texts = []
-        for p in prompts:
+        for p in tokenizer.batch_decode(prompts.ids, skip_special_tokens=True):
             total = sum(int(x) for x in p.rstrip("=").split("+"))
             texts += [";" * j + f"#{total + j - 1}" for j in range(group_size)]
         enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
         width = min(max_new_tokens, max(len(e) for e in enc) + 1)
-        ids = torch.full((len(texts), width), tokenizer.pad_token_id)
+        ids = torch.full((len(texts), width), tokenizer.pad_token_id, device=prompts.ids.device)
         for i, e in enumerate(enc):
             row = [*e, tokenizer.eos_token_id][:width]
-            ids[i, : len(row)] = torch.tensor(row)
-        return rollout_from_ids(tokenizer, prompt_ids, prompt_mask, ids)
+            ids[i, : len(row)] = torch.tensor(row, device=prompts.ids.device)
+        return rollout_from_ids(tokenizer, prompts, ids)
 
 
 REWARDS = (arithmetic_correct,)

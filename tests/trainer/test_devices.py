@@ -65,7 +65,7 @@ def test_a_step_names_the_device_of_every_tensor_it_creates(case: str, tmp_path)
 
 def test_the_check_sees_an_implicit_device() -> None:
     with ImplicitDevices() as seen:
-        rlzoo.trainer.engines.base.completion_mask(torch.zeros(1, 2, dtype=torch.long), 0)  # uses only tensors
+        rlzoo.trainer.engines.base.completion_mask(torch.zeros(1, 2, dtype=torch.long), (0,))
         from rlzoo.trainer import setup
 
         setup.check_recipe_fits_config("grpo", rlzoo.recipes.build("grpo").build_parts(), rlzoo.TrainConfig(), 1)

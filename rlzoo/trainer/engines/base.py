@@ -1,14 +1,15 @@
 """What every rollout engine shares: the Rollout value, the Generator protocol, prompt and EOS handling."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlzoo.errors import ConfigError
+from rlzoo.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,26 +35,85 @@ class Rollout:
         return self.completion_mask.sum(1)
 
 
-def tokenize_prompts(
-    tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device
-) -> tuple[Int[Tensor, "n p"], Bool[Tensor, "n p"]]:
-    """Left-padded prompt ids and mask, with the tokenizer's own special tokens (e.g. BOS)."""
+@dataclass(frozen=True, eq=False)
+class Prompts:
+    """Encoded prompts, left-padded, and the token ids that end a completion (EOS, possibly several).
+
+    ``truncated`` marks the prompts that lost their first tokens to ``max_length``.
+    """
+
+    ids: Int[Tensor, "n p"]
+    mask: Bool[Tensor, "n p"]
+    truncated: Bool[Tensor, " n"]
+    eos_token_ids: tuple[int, ...]
+
+
+def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel | None = None) -> tuple[int, ...]:
+    """Every token that ends a completion: the tokenizer's EOS and those of the model's generation
+    config (Qwen's lists two), the tokenizer's first."""
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    ids += extra if isinstance(extra, list) else [] if extra is None else [extra]
+    if not ids:
+        raise ConfigError("tokenizer has no eos_token and the model's generation config names none; set one")
+    return tuple(dict.fromkeys(int(i) for i in ids))
+
+
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str | list[dict[str, str]]],
+    device: torch.device,
+    *,
+    eos: tuple[int, ...] | None = None,
+    max_length: int | None = None,
+    max_positions: int | None = None,
+) -> Prompts:
+    """Text or chat prompts as left-padded ids (the trainer's one tokenisation of prompts).
+
+    A prompt that is a list of ``{"role", "content"}`` messages is rendered with the tokenizer's
+    chat template (``add_generation_prompt=True``) and tokenised without adding special tokens
+    (the template writes them), as TRL does; a string is tokenised with the tokenizer's own
+    special tokens (e.g. BOS). A prompt longer than ``max_length`` tokens keeps its last
+    ``max_length``; one longer than ``max_positions`` (the model's) is a DataError.
+    """
     if tokenizer.pad_token_id is None:
-        raise ConfigError(
-            "tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token)"
-        )
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer(prompts, return_tensors="pt", padding=True)
-    finally:
-        tokenizer.padding_side = side
-    return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
+        raise ConfigError("tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token)")
+    chat = [not isinstance(p, str) for p in prompts]
+    if any(chat) and not all(chat):
+        raise DataError("prompts: a batch mixes chat prompts (lists of messages) and plain strings; use one form")
+    if chat and chat[0]:
+        texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    else:
+        texts = list(prompts)
+    encoded = tokenizer(texts, add_special_tokens=not (chat and chat[0]))["input_ids"]
+    cut = [max_length is not None and len(e) > max_length for e in encoded]
+    encoded = [e[-max_length:] if c else e for e, c in zip(encoded, cut, strict=True)]
+    for i, e in enumerate(encoded):
+        if max_positions is not None and len(e) > max_positions:
+            raise DataError(
+                f"prompt {i} of this batch ({texts[i][:60]!r}...) has {len(e)} tokens, more than the model's "
+                f"{max_positions} positions; set max_prompt_length (it keeps the last tokens)"
+            )
+    width = max(len(e) for e in encoded)
+    ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(encoded), width), dtype=torch.bool, device=device)
+    for i, e in enumerate(encoded):
+        if e:
+            ids[i, width - len(e) :] = torch.tensor(e, dtype=torch.long, device=device)
+            mask[i, width - len(e) :] = True
+    truncated = torch.tensor(cut, dtype=torch.bool, device=device)
+    return Prompts(ids, mask, truncated, eos if eos is not None else eos_token_ids(tokenizer))
 
 
-def completion_mask(completion_ids: Int[Tensor, "m t"], eos_token_id: int) -> Bool[Tensor, "m t"]:
-    """True up to and including the first EOS of each row (the whole row when there is none)."""
-    is_eos = completion_ids == eos_token_id
+def is_chat(prompt: Any) -> bool:
+    """Whether a dataset prompt is a list of chat messages (else a string)."""
+    return not isinstance(prompt, str)
+
+
+def completion_mask(completion_ids: Int[Tensor, "m t"], eos: tuple[int, ...]) -> Bool[Tensor, "m t"]:
+    """True up to and including the first EOS (any of ``eos``) of each row (the whole row when there is none)."""
+    is_eos = torch.isin(completion_ids, torch.tensor(eos, device=completion_ids.device))
     eos_before = is_eos.cumsum(1) - is_eos.long()
     return eos_before == 0
 
@@ -66,7 +126,7 @@ class Generator(Protocol):
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        prompts: list[str],
+        prompts: Prompts,
         *,
         group_size: int,
         max_new_tokens: int,
@@ -76,21 +136,18 @@ class Generator(Protocol):
 
 
 def rollout_from_ids(
-    tokenizer: PreTrainedTokenizerBase,
-    prompt_ids: Int[Tensor, "n p"],
-    prompt_mask: Bool[Tensor, "n p"],
-    completion_ids: Int[Tensor, "m t"],
+    tokenizer: PreTrainedTokenizerBase, prompts: Prompts, completion_ids: Int[Tensor, "m t"]
 ) -> Rollout:
     """Build a Rollout from raw completion ids (anything after the first EOS becomes padding)."""
     if completion_ids.shape[1] == 0:
         completion_ids = torch.full(
-            (completion_ids.shape[0], 1), tokenizer.eos_token_id, device=completion_ids.device
+            (completion_ids.shape[0], 1), prompts.eos_token_ids[0], device=completion_ids.device
         )
-    mask = completion_mask(completion_ids, tokenizer.eos_token_id)
+    mask = completion_mask(completion_ids, prompts.eos_token_ids)
     ids = torch.where(mask, completion_ids, tokenizer.pad_token_id)
-    truncated = ~(ids == tokenizer.eos_token_id).any(1)
+    truncated = ~torch.isin(ids, torch.tensor(prompts.eos_token_ids, device=ids.device)).any(1)
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return Rollout(prompt_ids, prompt_mask, ids, mask, truncated, texts)
+    return Rollout(prompts.ids, prompts.mask, ids, mask, truncated, texts)
 
 
 def _pad_to(x: Tensor, width: int, value: int | bool, left: bool) -> Tensor:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from rlzoo.trainer.engines.base import Rollout, rollout_from_ids, tokenize_prompts
+from rlzoo.trainer.engines.base import Prompts, Rollout, rollout_from_ids
 
 
 @dataclass(frozen=True)
@@ -16,15 +16,13 @@ class HFGenerator:
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        prompts: list[str],
+        prompts: Prompts,
         *,
         group_size: int,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
     ) -> Rollout:
-        device = next(model.parameters()).device
-        prompt_ids, prompt_mask = tokenize_prompts(tokenizer, prompts, device)
         sample = temperature > 0
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -34,12 +32,12 @@ class HFGenerator:
             top_k=0 if sample else None,
             num_return_sequences=group_size,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=list(prompts.eos_token_ids),
             bos_token_id=tokenizer.bos_token_id,
         )
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+            out = model.generate(input_ids=prompts.ids, attention_mask=prompts.mask, generation_config=config)
         model.train(was_training)
-        return rollout_from_ids(tokenizer, prompt_ids, prompt_mask, out[:, prompt_ids.shape[1] :])
+        return rollout_from_ids(tokenizer, prompts, out[:, prompts.ids.shape[1] :])

@@ -21,7 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
-from rlzoo.trainer.engines.base import Rollout, rollout_from_ids, tokenize_prompts
+from rlzoo.trainer.engines.base import Prompts, Rollout, rollout_from_ids
 
 SUPPORTED = ("llama",)  # config.model_type values whose layers this loop reproduces
 
@@ -97,28 +97,26 @@ class LeanGenerator:
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        prompts: list[str],
+        prompts: Prompts,
         *,
         group_size: int,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
     ) -> Rollout:
-        device = next(model.parameters()).device
-        prompt_ids, prompt_mask = tokenize_prompts(tokenizer, prompts, device)
         with torch.no_grad():
             completion_ids = sample(
                 model,
-                prompt_ids,
-                prompt_mask,
+                prompts.ids,
+                prompts.mask,
                 group_size=group_size,
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 top_p=top_p,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_ids=prompts.eos_token_ids,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        return rollout_from_ids(tokenizer, prompt_ids, prompt_mask, completion_ids)
+        return rollout_from_ids(tokenizer, prompts, completion_ids)
 
 
 def sample(
@@ -130,7 +128,7 @@ def sample(
     max_new_tokens: int,
     temperature: float,
     top_p: float,
-    eos_token_id: int,
+    eos_token_ids: tuple[int, ...],
     pad_token_id: int,
 ) -> Int[Tensor, "m t"]:
     """Completion ids, prompt-major (row i*g + j is sample j of prompt i), padding after EOS."""
@@ -149,10 +147,11 @@ def sample(
     out = torch.full((rows, max_new_tokens), pad_token_id, dtype=torch.long, device=prompt_ids.device)
     live = torch.arange(rows, device=prompt_ids.device)  # the output row of each row still computed
     unfinished = torch.ones(rows, dtype=torch.bool, device=prompt_ids.device)
+    eos = torch.tensor(eos_token_ids, device=prompt_ids.device)
     for t in range(max_new_tokens):
         token = torch.where(unfinished, _pick(logits, temperature, top_p), pad_token_id)
         out[live, t] = token
-        unfinished &= token != eos_token_id
+        unfinished &= ~torch.isin(token, eos)
         left = int(unfinished.sum())
         if t == max_new_tokens - 1 or left == 0:
             return out[:, : t + 1]

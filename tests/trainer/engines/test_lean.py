@@ -15,11 +15,16 @@ from transformers import (
 from rlzoo.errors import ConfigError
 from rlzoo.tasks import build_tokenizer
 from rlzoo.trainer import HFGenerator, Trainer
+from rlzoo.trainer.engines.base import Prompts, encode_prompts
 from rlzoo.trainer.engines.lean import LeanGenerator, _pick
 from tests.trainer.helpers import REWARDS, config, rows, tiny
 
 # Different prompt lengths, so the batch is left-padded.
 PROMPTS = ["1+2=", "37+48+55=", "9+9=", "12+3+45=", "5=", "80+7+66="]
+
+
+def encoded(tok, prompts: list[str]) -> Prompts:
+    return encode_prompts(tok, prompts, torch.device("cpu"))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -60,7 +65,7 @@ def varied_stop(model, tok, max_new_tokens: int) -> str:
     A random model rarely emits its real EOS greedily; with this one the rows finish apart.
     """
     ids = HFGenerator()(
-        model, tok, PROMPTS, group_size=1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0
+        model, tok, encoded(tok, PROMPTS), group_size=1, max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0
     ).completion_ids
 
     def distinct_first_steps(token: int) -> int:
@@ -90,8 +95,8 @@ def test_greedy_identical_to_generate(case: str) -> None:
     tok = build_tokenizer()
     tok.eos_token = varied_stop(model, tok, 40)
     kwargs = {"group_size": 1, "max_new_tokens": 40, "temperature": 0.0, "top_p": 1.0}
-    ref = HFGenerator()(model, tok, PROMPTS, **kwargs)
-    got = LeanGenerator()(model, tok, PROMPTS, **kwargs)
+    ref = HFGenerator()(model, tok, encoded(tok, PROMPTS), **kwargs)
+    got = LeanGenerator()(model, tok, encoded(tok, PROMPTS), **kwargs)
     lengths = set(ref.lengths.tolist())
     assert len(lengths) >= 3, f"rows should stop at different steps (so finished rows get dropped): {lengths}"
     assert torch.equal(got.completion_ids, ref.completion_ids)
@@ -106,9 +111,9 @@ def test_same_seed_same_samples_as_generate() -> None:
     tok.eos_token = "<unk>"  # an id this model gives probability ~1/28 per step
     kwargs = {"group_size": 4, "max_new_tokens": 3, "temperature": 0.7, "top_p": 0.8}
     torch.manual_seed(5)
-    ref = HFGenerator()(model, tok, PROMPTS, **kwargs)
+    ref = HFGenerator()(model, tok, encoded(tok, PROMPTS), **kwargs)
     torch.manual_seed(5)
-    got = LeanGenerator()(model, tok, PROMPTS, **kwargs)
+    got = LeanGenerator()(model, tok, encoded(tok, PROMPTS), **kwargs)
     assert torch.equal(got.completion_ids, ref.completion_ids)
 
 
@@ -143,7 +148,7 @@ def test_first_token_follows_the_model() -> None:
     with torch.no_grad():
         probs = (model(ids).logits[0, -1] / 1.5).softmax(-1)
     torch.manual_seed(3)
-    out = LeanGenerator()(model, tok, ["37+48+55="], group_size=4000, max_new_tokens=1, temperature=1.5, top_p=1.0)
+    out = LeanGenerator()(model, tok, encoded(tok, ["37+48+55="]), group_size=4000, max_new_tokens=1, temperature=1.5, top_p=1.0)
     freq = torch.bincount(out.completion_ids[:, 0], minlength=probs.numel()).float() / 4000
     assert (freq - probs).abs().max() < 0.03  # binomial sd <= 0.008
 
@@ -159,6 +164,6 @@ def test_trains_with_the_trainer_when_the_config_names_it(tmp_path) -> None:
 def test_other_architectures_are_refused(tmp_path) -> None:
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=28, n_positions=32))
     with pytest.raises(ConfigError, match=r"LeanGenerator: model_type 'gpt2' is not supported.*HFGenerator"):
-        LeanGenerator()(model, build_tokenizer(), PROMPTS, group_size=2, max_new_tokens=4, temperature=1.0, top_p=1.0)
+        LeanGenerator()(model, build_tokenizer(), encoded(build_tokenizer(), PROMPTS), group_size=2, max_new_tokens=4, temperature=1.0, top_p=1.0)
     with pytest.raises(ConfigError, match=r"model_type 'gpt2' is not supported.*generator='hf'"):
         Trainer(model, build_tokenizer(), "grpo", rows(8), REWARDS, config(tmp_path, generator="lean"))
