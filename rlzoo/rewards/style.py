@@ -7,6 +7,7 @@ from typing import Any
 
 from rlzoo.registry import check
 from rlzoo.rewards import REWARD_FUNCS
+from rlzoo.text import completion_text
 
 
 @REWARD_FUNCS.register("format")
@@ -38,13 +39,13 @@ class Format:
         )
 
     def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[str], **columns: Any
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
     ) -> list[float | None]:
         gap = r"\s*" if self.strict else r".*?"
         blocks = gap.join(rf"<{re.escape(t)}>.*?</{re.escape(t)}>" for t in self.tags)
         pattern = re.compile(rf"\s*{blocks}\s*" if self.strict else blocks, flags=re.DOTALL)
         match = pattern.fullmatch if self.strict else pattern.search
-        return [self.reward if match(c) else self.penalty for c in completions]
+        return [self.reward if match(completion_text(c)) else self.penalty for c in completions]
 
 
 @REWARD_FUNCS.register("repetition_penalty")
@@ -71,10 +72,10 @@ class RepetitionPenalty:
         check(self, "max_penalty", self.max_penalty <= 0, "must be <= 0 (it is a penalty)")
 
     def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[str], **columns: Any
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
     ) -> list[float | None]:
         rewards: list[float | None] = []
-        for completion in completions:
+        for completion in map(completion_text, completions):
             words = completion.lower().split()
             ngrams = list(zip(*(words[i:] for i in range(self.ngram_size)), strict=False))
             rewards.append((1 - len(set(ngrams)) / len(ngrams)) * self.max_penalty if ngrams else 0.0)

@@ -19,9 +19,10 @@ never share a prompt whatever the sizes and seeds.
 
 import random
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from rlzoo.errors import ConfigError, DataError
+from rlzoo.text import completion_text
 
 __all__ = [
     "PROMPT_LENGTH",
@@ -115,7 +116,7 @@ def final_answer(completion: str) -> str | None:
 
 
 def arithmetic_correct(
-    prompts: Sequence[str], completions: Sequence[str], answer: Sequence[str], **kwargs: object
+    prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str], **kwargs: object
 ) -> list[float]:
     """1.0 where the text after the completion's last ``#`` equals the answer, else 0.0 (TRL's contract).
 
@@ -125,13 +126,16 @@ def arithmetic_correct(
        anything else after the number (``#140;``, ``#140 so``) makes it wrong, so does a missing ``#``.
     2. Exact string match: ``#0140`` is wrong for ``140``. The intermediate steps are not checked.
     3. ``prompts`` and extra dataset columns (``**kwargs``) are accepted and ignored.
+    4. Completions may be text or chat messages (``[{"role": "assistant", "content": ...}]``).
     """
     if len(completions) != len(answer):
         raise DataError(
             f"arithmetic_correct: {len(completions)} completions but {len(answer)} answers; "
             "pass one answer per completion"
         )
-    return [float(final_answer(text) == ans.strip()) for text, ans in zip(completions, answer, strict=True)]
+    return [
+        float(final_answer(completion_text(c)) == ans.strip()) for c, ans in zip(completions, answer, strict=True)
+    ]
 
 
 arithmetic_correct.verifies_correctness = True  # the scorer fills Groups.correct from it

@@ -11,10 +11,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.recipes import Parts
 from rlzoo.rewards import Scorer, Scores
+from rlzoo.text import is_chat
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.engines import Generator, Rollout
-from rlzoo.trainer.engines.base import Prompts, concat_rollouts, encode_prompts, is_chat, select_groups
+from rlzoo.trainer.engines.base import Prompts, concat_rollouts, encode_prompts, select_groups
 from rlzoo.trainer.metrics import Timer, mean_over_rounds, round_metrics
 from rlzoo.trainer.sampler import PromptSampler
 from rlzoo.types import Groups

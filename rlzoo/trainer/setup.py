@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import Parts
 from rlzoo.rewards import Scorer
+from rlzoo.text import is_chat
 from rlzoo.trainer.config import TrainConfig
-from rlzoo.trainer.engines.base import is_chat
 from rlzoo.types import Groups
 
 logger = logging.getLogger("rlzoo.trainer")

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Int
@@ -10,6 +10,7 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError, DataError
+from rlzoo.text import is_chat
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +80,7 @@ def encode_prompts(
     """
     if tokenizer.pad_token_id is None:
         raise ConfigError("tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token)")
-    chat = [not isinstance(p, str) for p in prompts]
+    chat = [is_chat(p) for p in prompts]
     if any(chat) and not all(chat):
         raise DataError("prompts: a batch mixes chat prompts (lists of messages) and plain strings; use one form")
     if chat and chat[0]:
@@ -104,11 +105,6 @@ def encode_prompts(
             mask[i, width - len(e) :] = True
     truncated = torch.tensor(cut, dtype=torch.bool, device=device)
     return Prompts(ids, mask, truncated, eos if eos is not None else eos_token_ids(tokenizer))
-
-
-def is_chat(prompt: Any) -> bool:
-    """Whether a dataset prompt is a list of chat messages (else a string)."""
-    return not isinstance(prompt, str)
 
 
 def completion_mask(completion_ids: Int[Tensor, "m t"], eos: tuple[int, ...]) -> Bool[Tensor, "m t"]:
