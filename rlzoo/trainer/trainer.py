@@ -9,7 +9,7 @@ everything algorithmic comes from the recipe's parts through their protocols.
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ class Trainer:
         recipe: a recipe name, spec or built :class:`rlzoo.recipes.Recipe`.
         train_dataset: a ``datasets.Dataset`` or a list of dicts with a ``prompt`` field; the other
             fields are handed to reward functions as keyword columns.
-        reward_funcs: reward functions (TRL's contract), registered names or specs.
+        reward_funcs: reward functions (TRL's contract), registered names or specs; a mapping
+            ``{name: function}`` names them in the metrics.
         config: trainer knobs.
         eval_dataset: held-out prompts for periodic evaluation (accuracy and completion length).
         generator: the rollout engine; by default the one ``config.generator`` names.
@@ -59,7 +60,7 @@ class Trainer:
         tokenizer: PreTrainedTokenizerBase | None,
         recipe: Any,
         train_dataset: Sequence[dict[str, Any]] | Any,
-        reward_funcs: Sequence[Any],
+        reward_funcs: Sequence[Any] | Mapping[str, Any],
         config: TrainConfig | None = None,
         eval_dataset: Sequence[dict[str, Any]] | Any | None = None,
         generator: Generator | None = None,
@@ -71,7 +72,8 @@ class Trainer:
         if eval_dataset is not None:
             setup.check_dataset(eval_dataset, "eval_dataset")
         weights = list(cfg.reward_weights) if cfg.reward_weights else None
-        self.scorer = Scorer(list(reward_funcs), weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers,
+        funcs = reward_funcs if isinstance(reward_funcs, Mapping) else list(reward_funcs)
+        self.scorer = Scorer(funcs, weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers,
                              verifier=cfg.verifier)
         setup.check_verdict(parts, self.recipe.name, self.scorer)
         self.accelerator = acc = Accelerator(
