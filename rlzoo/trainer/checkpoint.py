@@ -6,7 +6,10 @@ Layout under ``<output_dir>/checkpoints``::
     latest                  the name of the newest complete checkpoint
 
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is replaced
-atomically after that, so a crash mid-write never leaves a corrupt latest checkpoint.
+atomically after that, so a crash mid-write never leaves a corrupt latest checkpoint. Saving a step
+that is already saved is a no-op (nothing that ``latest`` names is ever removed first); resume
+falls back to the newest complete checkpoint when ``latest`` is missing, names a folder outside
+the checkpoints directory, or names an incomplete one; ``keep`` prunes the oldest.
 """
 
 import json
@@ -42,6 +45,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_FILES = ("model.safetensors", "optimizer.pt", "state.json")
+
+
+def complete(path: Path) -> bool:
+    """Whether ``path`` holds a whole checkpoint (``state.json`` is written last, before the rename)."""
+    return all((path / f).is_file() for f in _FILES) and any(path.glob("rng-*.pt"))
+
+
 def save_checkpoint(
     root: Path,
     step: int,
@@ -52,10 +63,22 @@ def save_checkpoint(
     rank: int,
     is_main: bool,
     barrier: Any,
+    keep: int | None = None,
 ) -> Path:
-    """Write the checkpoint of ``step``; every process writes its RNG state, the main one the rest."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Write the checkpoint of ``step``; every process writes its RNG state, the main one the rest.
+
+    Refuses (ConfigError) when a weight is not finite: a diverged model is never saved.
+    """
     name = f"step-{step:06d}"
+    final = root / name
+    if complete(final):
+        return final  # this step is saved already
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ConfigError(
+            f"checkpoint of step {step}: {len(bad)} parameter(s) hold NaN or inf (first: {bad[0]}); not saved"
+        )
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{name}.tmp"
     if is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -67,21 +90,32 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     barrier()
-    final = root / name
     if is_main:
-        shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover of an earlier try, never `latest`
         os.replace(tmp, final)
         _atomic_write_text(root / "latest", name)
+        if keep is not None:
+            for old in _complete_checkpoints(root)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
 
 
+def _complete_checkpoints(root: Path) -> list[Path]:
+    """The complete ``step-*`` checkpoints under ``root``, oldest first."""
+    return sorted(p for p in root.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and complete(p))
+
+
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint ``latest`` names, if it is a complete one inside ``root``; else the newest complete one."""
     pointer = root / "latest"
-    if not pointer.exists():
-        return None
-    path = root / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        path = root / name
+        if name and "/" not in name and "\\" not in name and name not in (".", "..") and complete(path):
+            return path
+    found = _complete_checkpoints(root) if root.is_dir() else []
+    return found[-1] if found else None
 
 
 def load_checkpoint(

@@ -25,6 +25,12 @@ class TrainConfig:
     when training on CPU (small models run fastest on one: threads wait on each other as soon as
     another process holds a core). A config is validated as a whole when it is
     built: every problem is reported at once, before any model is loaded.
+
+    Faults: ``on_nonfinite`` — a non-finite loss or gradient norm raises a DataError naming the
+    step and the last good checkpoint (``"raise"``) or skips that optimiser step, counted in
+    ``update/nonfinite_skipped`` (``"skip"``); ``max_empty_steps`` consecutive steps without one
+    validly scored completion stop the run (0: never); ``save_total_limit`` keeps the newest N
+    checkpoints (None: all).
     """
 
     steps: int = 100
@@ -60,13 +66,21 @@ class TrainConfig:
     eval_size: int = 200
     eval_batch_size: int = 100
     save_every: int = 50
+    save_total_limit: int | None = 3
+    on_nonfinite: Literal["raise", "skip"] = "raise"
+    max_empty_steps: int = 5
     report_to: tuple[str, ...] = ()
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # Types and allowed values however the config is built (TrainConfig(...) or from_dict).
+        checked = validate_params("TrainConfig", type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         positive = ("steps", "prompts_per_step", "group_size", "max_completion_length", "micro_batch_size",
                     "passes", "mini_batches", "log_every", "eval_batch_size")
-        non_negative = ("warmup_steps", "eval_every", "eval_size", "save_every", "reward_workers", "weight_decay")
+        non_negative = ("warmup_steps", "eval_every", "eval_size", "save_every", "reward_workers", "weight_decay",
+                        "max_empty_steps")
         problems = [f"{k}={getattr(self, k)!r} must be >= 1" for k in positive if getattr(self, k) < 1]
         problems += [f"{k}={getattr(self, k)!r} must be >= 0" for k in non_negative if getattr(self, k) < 0]
         if self.temperature < 0:
@@ -82,6 +96,8 @@ class TrainConfig:
                 f"mini_batches={self.mini_batches!r} must be <= prompts_per_step={self.prompts_per_step!r} "
                 "(each mini-batch holds whole groups)"
             )
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            problems.append(f"save_total_limit={self.save_total_limit!r} must be >= 1 or None (keep every checkpoint)")
         if self.max_prompt_length is not None and self.max_prompt_length < 1:
             problems.append(f"max_prompt_length={self.max_prompt_length!r} must be >= 1 or None (no limit)")
         if self.cpu_threads is not None and self.cpu_threads < 1:

@@ -8,6 +8,7 @@ Metrics computed from the gathered step (advantages, trained groups) are the sam
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -15,10 +16,13 @@ from pathlib import Path
 
 from torch import Tensor
 
+from rlzoo.errors import DataError
 from rlzoo.rewards import Scores
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.engines import Rollout
 from rlzoo.types import Groups
+
+logger = logging.getLogger("rlzoo.trainer")
 
 _SUMMED = ("loss/total", "loss/policy", "loss/kl", "loss/entropy", "reward/invalid", "tokens_per_s")
 _SUMMED_SUFFIXES = ("/unscored", "/timeouts", "/errors")
@@ -104,6 +108,29 @@ def mean_over_rounds(rounds: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+class EmptySteps:
+    """Watches for steps in which no completion was validly scored: a warning each, an error after
+    ``limit`` in a row (0: never)."""
+
+    def __init__(self, limit: int, completions_per_step: int, reward_names: list[str]) -> None:
+        self.limit, self.per_step, self.names = limit, completions_per_step, reward_names
+        self.in_a_row = 0
+
+    def check(self, metrics: dict[str, float], step: int) -> None:
+        if metrics.get("reward/invalid", 0.0) < self.per_step:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        what = f"no completion of step {step} was scored by every reward function ({', '.join(self.names)})"
+        if self.limit and self.in_a_row >= self.limit:
+            raise DataError(
+                f"{what}, {self.in_a_row} steps in a row: nothing is being learned. Check the reward functions "
+                "(they return None or raise; see the warnings above) and their dataset columns"
+            )
+        logger.warning("%s: nothing to learn from (%d in a row; the run stops at max_empty_steps=%d)",
+                       what, self.in_a_row, self.limit)
+
+
 class Timer:
     """Wall time per phase of a step."""
 
@@ -136,10 +163,19 @@ class MetricsFile:
             fh.write(json.dumps(entry) + "\n")
 
     def trim(self, step: int) -> None:
-        """On resume, drop logged steps after ``step`` (they will be run again)."""
+        """On resume, drop logged steps after ``step`` (they will be run again) and a line torn by a
+        kill during its write."""
         if self.path.exists():
-            lines = [ln for ln in self.path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-            self.path.write_text("".join(ln + "\n" for ln in lines))
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("%s: dropping a torn line (%r...)", self.path, line[:40])
+                    continue
+                if entry["step"] <= step:
+                    kept.append(line)
+            self.path.write_text("".join(ln + "\n" for ln in kept))
 
 
 def postfix(metrics: dict[str, float]) -> dict[str, str]:

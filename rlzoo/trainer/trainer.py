@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo import recipes
-from rlzoo.errors import ConfigError
+from rlzoo.errors import ConfigError, DataError
 from rlzoo.rewards import Scorer
 from rlzoo.trainer import evaluation, setup
 from rlzoo.trainer.batching import StepBatch
@@ -31,9 +31,9 @@ from rlzoo.trainer.distributed import Processes, StopFlag
 from rlzoo.trainer.engines import Generator, build_generator
 from rlzoo.trainer.engines.base import eos_token_ids
 from rlzoo.trainer.forward import sequence_kl
-from rlzoo.trainer.metrics import MetricsFile, Timer, advantage_metrics, postfix, reduce_metrics
+from rlzoo.trainer.metrics import EmptySteps, MetricsFile, Timer, advantage_metrics, postfix, reduce_metrics
 from rlzoo.trainer.sampler import PromptSampler
-from rlzoo.trainer.update import Updater
+from rlzoo.trainer.update import NonFiniteUpdate, Updater
 
 logger = logging.getLogger("rlzoo.trainer")
 
@@ -118,6 +118,8 @@ class Trainer:
         )
         self.step = 0
         self.history: list[dict[str, float | int]] = []
+        self._saved_step: int | None = None
+        self.empty_steps = EmptySteps(cfg.max_empty_steps, cfg.prompts_per_step * cfg.group_size, self.scorer.names)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -133,7 +135,7 @@ class Trainer:
         show = cfg.progress and acc.is_main_process
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"rlzoo {self.recipe.name}", disable=not show,
                    dynamic_ncols=True)
-        saved_step = None
+        self._saved_step = None
         with self.stop.installed():
             try:
                 while self.step < cfg.steps:
@@ -142,16 +144,24 @@ class Trainer:
                     self._log(metrics)
                     bar.update(1)
                     bar.set_postfix(postfix(metrics), refresh=False)
+                    self.empty_steps.check(metrics, self.step)
                     if cfg.eval_every and self.step % cfg.eval_every == 0:
                         self._log(self.evaluate())
                     if self.stop.agreed():
                         break
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         self.save()
-                        saved_step = self.step
+            except NonFiniteUpdate as exc:
+                saved = self._save_after_error()
+                raise DataError(
+                    f"step {self.step + 1} diverged: {exc}; last good checkpoint: {saved or 'none'}"
+                ) from exc
+            except BaseException:
+                self._save_after_error()
+                raise
             finally:
                 bar.close()
-        if saved_step != self.step:
+        if self._saved_step != self.step:
             self.save()
         if self.step < cfg.steps:
             logger.warning("stopped by a signal at step %d; checkpoint saved", self.step)
@@ -162,7 +172,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One step: collect, advantages over the whole step, update. Returns its metrics (all processes')."""
         timer = Timer()
-        lr = self.update.set_lr(self.step)
+        lr = self.update.start_step(self.step)
         data = self.collect(self.model, timer, self.step)
         everyone, keep, offset = self.processes.gather_groups(data.groups, data.keep)
         with timer("score"):
@@ -196,10 +206,24 @@ class Trainer:
         mode = "greedy" if greedy else "sampled"
         return {f"eval/{mode}/{k}": v for k, v in out.items()}
 
+    def _save_after_error(self) -> Path | None:
+        """Save the last completed step when an error escapes ``train``, if the weights are still those of
+        that step (the failed step has not stepped the optimiser). One process only: with several, the
+        others may be waiting in a collective that will never complete."""
+        if self.processes.world > 1 or self.update.touched or self._saved_step == self.step or self.step == 0:
+            return None
+        try:
+            path = self.save()
+        except Exception as exc:  # the original error matters more; say why nothing was saved
+            logger.error("could not save step %d after the error: %s", self.step, exc)
+            return None
+        logger.warning("saved step %d (the last completed one) before the error: %s", self.step, path)
+        return path
+
     def save(self) -> Path:
         """Checkpoint the current step (model, optimiser, every process's RNG, data position)."""
         acc = self.accelerator
-        return save_checkpoint(
+        path = save_checkpoint(
             self.output_dir / "checkpoints",
             self.step,
             model=self.model,
@@ -208,7 +232,10 @@ class Trainer:
             rank=acc.process_index,
             is_main=acc.is_main_process,
             barrier=acc.wait_for_everyone,
+            keep=self.config.save_total_limit,
         )
+        self._saved_step = self.step
+        return path
 
     def resume(self, path: Path | None = None) -> None:
         """Continue from a checkpoint (the latest under ``output_dir`` when ``path`` is None)."""

@@ -16,12 +16,17 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 
+from rlzoo.errors import DataError
 from rlzoo.trainer.batching import StepBatch, micro_batches, mini_batches
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.forward import completion_logp, detached_logp
 from rlzoo.trainer.metrics import ADDITIVE
 from rlzoo.types import PolicyBatch
+
+
+class NonFiniteUpdate(DataError):
+    """An optimiser step whose loss or gradient norm is NaN or infinite (``on_nonfinite="raise"``)."""
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
@@ -53,9 +58,12 @@ class Updater:
         self.accelerator, self.processes, self.model, self.ref_model = accelerator, processes, model, ref_model
         self.optimizer, self.objective, self.config = optimizer, objective, config
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.touched = False
 
-    def set_lr(self, step: int) -> float:
-        """The schedule is a function of the step: nothing to save."""
+    def start_step(self, step: int) -> float:
+        """Before a step: nothing has touched the weights yet; the learning rate of ``step`` (the schedule
+        is a function of the step: nothing to save)."""
+        self.touched = False
         lr = self.config.learning_rate * lr_factor(self.config, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -65,6 +73,7 @@ class Updater:
         return micro_batches(batch, rows, self.config.micro_batch_size, self.objective.needs_whole_groups)
 
     def __call__(self, batch: StepBatch) -> dict[str, float]:
+        """``passes`` x ``mini_batches`` optimiser steps; ``touched`` says whether one has changed the weights."""
         cfg, temperature = self.config, self.config.temperature
         if self.processes.all(batch.size == 0):
             return {"update/skipped": 1.0}  # every group was filtered out: a logged no-op
@@ -111,11 +120,23 @@ class Updater:
             for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
                 sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in ADDITIVE else len(chunks))
         self.processes.sum_gradients(self.params)
-        if self.config.max_grad_norm is not None:
-            sums["grad_norm"] = float(acc.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        limit = self.config.max_grad_norm
+        norm = float(acc.clip_grad_norm_(self.params, float("inf") if limit is None else limit))
+        sums["grad_norm"] = norm
+        loss = sums.get("loss/total", 0.0)
+        if self.processes.any(not (math.isfinite(norm) and math.isfinite(loss))):  # every process decides alike
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.config.on_nonfinite == "raise":
+                raise NonFiniteUpdate(
+                    f"the {'loss' if not math.isfinite(loss) else 'gradient norm'} is "
+                    f"{loss if not math.isfinite(loss) else norm} (loss {loss}, gradient norm {norm}); the weights "
+                    "were not updated. Lower learning_rate or set on_nonfinite='skip' to skip such steps"
+                )
+            return {"update/nonfinite_skipped": 1.0}
         self.optimizer.step()
+        self.touched = True
         self.optimizer.zero_grad(set_to_none=True)
-        return sums
+        return sums | {"update/nonfinite_skipped": 0.0}
 
     @staticmethod
     def _policy_batch(batch: StepBatch, rows: Tensor, logp: Tensor, **extra: Any) -> PolicyBatch:

@@ -52,3 +52,41 @@ def test_incomplete_checkpoint_is_named(tmp_path) -> None:
     (path / "optimizer.pt").unlink()
     with pytest.raises(ConfigError, match=r"incomplete: missing optimizer\.pt"):
         load_checkpoint(path, model=model, optimizer=opt, rank=0)
+
+
+def test_saving_a_saved_step_again_changes_nothing(tmp_path) -> None:
+    model, opt = state(0)
+    first = save(tmp_path, 3, model, opt)
+    stamp = (first / "state.json").stat().st_mtime_ns
+    assert save(tmp_path, 3, model, opt) == first
+    assert (first / "state.json").stat().st_mtime_ns == stamp and latest_checkpoint(tmp_path) == first
+
+
+@pytest.mark.parametrize("pointer", ["step-000009", "../..", "/etc", "", "step-000002"])
+def test_a_broken_latest_falls_back_to_the_newest_complete_checkpoint(tmp_path, pointer: str) -> None:
+    model, opt = state(0)
+    save(tmp_path, 1, model, opt)
+    newest = save(tmp_path, 2, model, opt)
+    if pointer == "step-000002":  # it names a folder that lost a file
+        (newest / "optimizer.pt").unlink()
+        newest = tmp_path / "step-000001"
+    (tmp_path / "latest").write_text(pointer)
+    assert latest_checkpoint(tmp_path) == newest
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path) -> None:
+    model, opt = state(0)
+    for step in range(1, 6):
+        save_checkpoint(tmp_path, step, model=model, optimizer=opt, state={}, rank=0, is_main=True,
+                        barrier=lambda: None, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000004", "step-000005"]
+
+
+def test_non_finite_weights_are_never_saved(tmp_path) -> None:
+    model, opt = state(0)
+    good = save(tmp_path, 1, model, opt)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(ConfigError, match=r"step 2: 1 parameter\(s\) hold NaN or inf \(first: weight\)"):
+        save(tmp_path, 2, model, opt)
+    assert latest_checkpoint(tmp_path) == good and not (tmp_path / "step-000002").exists()
