@@ -64,6 +64,14 @@ def _train(args: argparse.Namespace) -> int:
         model=args.model,
         dataset=args.dataset,
         train=train,
+        rewards=args.reward,
+        eval_dataset=args.eval_dataset,
+        dataset_split=args.dataset_split,
+        dataset_subset=args.dataset_subset,
+        eval_dataset_split=args.eval_split,
+        prompt_column=args.prompt_column,
+        system_prompt=args.system_prompt,
+        chat=args.chat,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, print once
     where = "the embedded arithmetic task and its tiny model" if exp.embedded else f"{exp.model} on {exp.dataset}"
@@ -165,15 +173,45 @@ def build_parser() -> argparse.ArgumentParser:
         "  rlzoo train\n"
         "  rlzoo train --recipe grpo --set steps=50 --set loss.eps_high=0.28\n"
         "  rlzoo train --model ./my-model --dataset prompts.jsonl --config run.yaml\n"
+        "  rlzoo train --model ./my-model --dataset gsm8k/train.parquet --prompt-column question --chat\n"
+        "  rlzoo train --model ./my-model --dataset openai/gsm8k --dataset-subset main --eval-split test "
+        "--prompt-column question\n"
         "  rlzoo train --resume --output-dir runs/rlzoo     # continue after Ctrl-C\n"
+        "  rlzoo train --reward answer_match --reward my_rewards.py:fmt@0.5\n"
         "--set KEY=VALUE sets a TrainConfig field (steps, learning_rate, group_size, ...) or a recipe\n"
-        "field (loss.eps_high, kl_coef, shapers.0.alpha, ...); values are YAML.",
+        "field (loss.eps_high, kl_coef, shapers.0.alpha, ...); values are YAML (1e-5 is a number).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipe", help="recipe name (rlzoo recipes list); default agpo")
     p.add_argument("--model", help="local path of a transformers causal LM")
-    p.add_argument("--dataset", help=".jsonl/.json file of objects with a 'prompt' field (+ reward columns)")
-    p.add_argument("--config", help="YAML with keys recipe, model, dataset, eval_dataset, reward_funcs, train")
+    p.add_argument("--dataset", help="training prompts: a .jsonl/.json/.csv/.parquet file, a folder written by "
+                   "save_to_disk, or a hub id such as openai/gsm8k (read from the datasets cache; nothing is "
+                   "downloaded under HF_HUB_OFFLINE=1). Rows need a 'prompt' (see --prompt-column); the other "
+                   "columns go to the reward functions")
+    p.add_argument("--dataset-split", metavar="SPLIT",
+                   help="split of --dataset (default train; a lone file has only train)")
+    p.add_argument("--dataset-subset", metavar="NAME",
+                   help="hub subset (datasets' config name, TRL's --dataset_config), e.g. main for openai/gsm8k; "
+                   "also used for --eval-split of the same dataset")
+    p.add_argument("--eval-dataset", metavar="SOURCE",
+                   help="held-out prompts, any source --dataset takes (default: none, or --dataset with --eval-split)")
+    p.add_argument("--eval-split", metavar="SPLIT",
+                   help="split for evaluation: of --eval-dataset (default train), or of --dataset when no "
+                   "--eval-dataset is named, e.g. --eval-split test")
+    p.add_argument("--prompt-column", metavar="COLUMN",
+                   help="the column holding the prompts, renamed to 'prompt' (default prompt; GSM8K: question)")
+    p.add_argument("--system-prompt", metavar="TEXT",
+                   help="system message put first in chat prompts (kept out if one is there); with plain-text "
+                   "prompts it is prefixed, followed by a blank line")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="send string prompts as chat messages [{'role': 'user', ...}] through the tokenizer's "
+                   "chat template (default: as they are; message-list prompts are chat either way)")
+    p.add_argument("--config", help="YAML with keys recipe, model, dataset, eval_dataset, reward_funcs, train, "
+                   "dataset_split, dataset_subset, eval_dataset_split, prompt_column, system_prompt, chat")
+    p.add_argument("--reward", action="append", default=[], metavar="SPEC",
+                   help="a reward function (repeatable; replaces the config's reward_funcs): a registered name "
+                   "(rlzoo list rewards), module:function or path/to/file.py:function, each optionally "
+                   "@WEIGHT (default 1.0), e.g. --reward answer_match --reward my_rewards.py:fmt@0.5")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     p.add_argument("--output-dir", help="where metrics, checkpoints and plots go (default runs/rlzoo)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 import yaml
 
-from rlzoo import recipes
+from rlzoo import recipes, yamlio
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import Recipe
 from rlzoo.registry import dataclass_params
+from rlzoo.rewards import resolve_rewards
 from rlzoo.trainer import TrainConfig
 
 # Trainer knobs for the embedded task: a full run finishes in a few minutes on two CPU cores.
@@ -38,7 +39,11 @@ EMBEDDED_CONFIG: dict[str, Any] = {
 }
 
 _TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}
-_FILE_KEYS = {"recipe", "model", "dataset", "eval_dataset", "reward_funcs", "train"}
+_FILE_KEYS = {"recipe", "model", "dataset", "eval_dataset", "reward_funcs", "train",
+              "dataset_split", "dataset_subset", "eval_dataset_split", "prompt_column", "system_prompt", "chat"}
+# how the dataset is read and shaped (rlzoo.data.load_prompts): option -> its type
+_DATA_OPTIONS: dict[str, type] = {"dataset_split": str, "dataset_subset": str, "eval_dataset_split": str,
+                                  "prompt_column": str, "system_prompt": str, "chat": bool}
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,32 @@ class Experiment:
     dataset: str | None = None
     eval_dataset: str | None = None
     reward_funcs: tuple[Any, ...] = field(default_factory=tuple)
+    dataset_split: str = "train"
+    dataset_subset: str | None = None
+    eval_dataset_split: str = "train"
+    prompt_column: str = "prompt"
+    system_prompt: str | None = None
+    chat: bool = False
 
     @property
     def embedded(self) -> bool:
         return self.model is None and self.dataset is None
+
+    def load_data(self) -> tuple[Any, Any]:
+        """The training and evaluation (or None) ``datasets.Dataset``, read by :func:`rlzoo.data.load_prompts`.
+
+        ``dataset_subset`` applies to the evaluation data too when that is the same source.
+        """
+        from rlzoo.data import load_prompts
+
+        if self.dataset is None:
+            raise ConfigError("Experiment.load_data: no dataset named (the embedded task brings its own data)")
+        shape = {"prompt_column": self.prompt_column, "system_prompt": self.system_prompt, "chat": self.chat}
+        train = load_prompts(self.dataset, split=self.dataset_split, subset=self.dataset_subset, **shape)
+        if self.eval_dataset is None:
+            return train, None
+        subset = self.dataset_subset if self.eval_dataset == self.dataset else None
+        return train, load_prompts(self.eval_dataset, split=self.eval_dataset_split, subset=subset, **shape)
 
 
 def load_experiment(
@@ -65,17 +92,32 @@ def load_experiment(
     model: str | None = None,
     dataset: str | None = None,
     train: Mapping[str, Any] | None = None,
+    rewards: Sequence[str] = (),
+    eval_dataset: str | None = None,
+    dataset_split: str | None = None,
+    dataset_subset: str | None = None,
+    eval_dataset_split: str | None = None,
+    prompt_column: str | None = None,
+    system_prompt: str | None = None,
+    chat: bool | None = None,
 ) -> Experiment:
     """Combine a config file, command-line values and ``key=value`` overrides; report every problem at once.
 
     Overrides whose key is a TrainConfig field (``steps=50``) set the trainer; the others set the
     recipe (``loss.eps_high=0.28``, ``kl_coef=0.01``). Command-line values beat the file.
+    ``rewards`` (``--reward``) replace the file's ``reward_funcs``; both are specs that
+    :func:`rlzoo.rewards.resolve_rewards` resolves here, and their weights (``fn@0.5``) set ``reward_weights``.
+
+    ``dataset``/``eval_dataset`` are local files, save_to_disk folders or hub ids (checked here as far
+    as that needs no reading; :meth:`Experiment.load_data` reads them). The other data options are
+    :func:`rlzoo.data.load_prompts`'s: an ``eval_dataset_split`` without an ``eval_dataset`` is a
+    split of ``dataset`` (``--eval-split test``); an ``eval_dataset`` of its own defaults to 'train'.
     """
     problems: list[str] = []
     data: dict[str, Any] = {}
     if config_file is not None:
         try:
-            data = yaml.safe_load(Path(config_file).read_text()) or {}
+            data = yamlio.load(Path(config_file).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from exc
         if not isinstance(data, dict):
@@ -83,9 +125,12 @@ def load_experiment(
         problems += [f"config file: unknown key '{k}' (keys: {', '.join(sorted(_FILE_KEYS))})" for k in data if k not in _FILE_KEYS]
     model = model or data.get("model")
     dataset = dataset or data.get("dataset")
-    for name, path in (("model", model), ("dataset", dataset), ("eval_dataset", data.get("eval_dataset"))):
+    for name, path in (("model", model),):
         if path is not None and not Path(path).exists():
             problems.append(f"{name} '{path}' does not exist (rlzoo loads local paths only; download first)")
+    given = {"dataset_split": dataset_split, "dataset_subset": dataset_subset, "eval_dataset_split": eval_dataset_split,
+             "prompt_column": prompt_column, "system_prompt": system_prompt, "chat": chat}
+    eval_dataset, data_options = _resolve_data(dataset, eval_dataset or data.get("eval_dataset"), data, given, problems)
     if (model is None) != (dataset is None):
         problems.append("name both --model and --dataset, or neither (the embedded task)")
     train_values = dict(EMBEDDED_CONFIG) if model is None and dataset is None else {}
@@ -95,9 +140,19 @@ def load_experiment(
     for assignment in overrides:
         key, sep, raw = assignment.partition("=")
         if sep and key in _TRAIN_KEYS:
-            train_values[key] = yaml.safe_load(raw)
+            train_values[key] = yamlio.load(raw)
         else:
             recipe_sets.append(assignment)
+    reward_funcs: tuple[Any, ...] = ()
+    try:
+        reward_funcs, weights = resolve_rewards(list(rewards) or data.get("reward_funcs") or [])
+    except ConfigError as exc:
+        problems += str(exc).splitlines()  # one problem per spec
+    else:
+        if weights is not None and "reward_weights" in train_values:
+            problems.append(f"reward weights given twice: @weight in the reward specs and reward_weights={train_values['reward_weights']!r}")
+        elif weights is not None:
+            train_values["reward_weights"] = weights
     built_recipe = config = None
     try:
         built_recipe = recipes.build(recipe or data.get("recipe") or "agpo").override(recipe_sets)
@@ -115,18 +170,47 @@ def load_experiment(
         config=config,
         model=model,
         dataset=dataset,
-        eval_dataset=data.get("eval_dataset"),
-        reward_funcs=tuple(data.get("reward_funcs") or ()),
+        eval_dataset=eval_dataset,
+        reward_funcs=reward_funcs,
+        **data_options,
     )
 
 
-def _read_rows(path: str) -> list[dict[str, Any]]:
-    """Prompt rows from a .jsonl or .json file (a list of objects with a 'prompt' field)."""
-    text = Path(path).read_text()
-    rows = json.loads(text) if path.endswith(".json") else [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "prompt" in r for r in rows):
-        raise ConfigError(f"dataset {path}: expected a non-empty list of objects with a 'prompt' field")
-    return rows
+def _resolve_data(
+    dataset: Any, eval_dataset: Any, data: Mapping[str, Any], given: Mapping[str, Any], problems: list[str]
+) -> tuple[str | None, dict[str, Any]]:
+    """The evaluation source and the data options (command line over file); problems go to ``problems``."""
+    options: dict[str, Any] = {}
+    for key, kind in _DATA_OPTIONS.items():
+        value = given[key] if given.get(key) is not None else data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            problems.append(f"{key} must be a {kind.__name__}, got {value!r}")
+            continue
+        options[key] = value
+    if dataset is None:
+        named = sorted(options) + (["eval_dataset"] if eval_dataset is not None else [])
+        if named:
+            problems.append(f"{', '.join(named)}: for a dataset of your own; name --model and --dataset too "
+                            "(the embedded task brings its own data)")
+        return None, {}
+    if eval_dataset is None and "eval_dataset_split" in options:
+        eval_dataset = dataset  # a split of the training source, e.g. --eval-split test
+    try:
+        from rlzoo.data import source_problem
+    except ImportError as exc:
+        problems.append(f"reading a dataset needs the 'datasets' package ({exc}); pip install datasets")
+        return eval_dataset, options
+    subset = options.get("dataset_subset")
+    splits = {"dataset": options.get("dataset_split", "train"), "eval_dataset": options.get("eval_dataset_split", "train")}
+    for what, source in (("dataset", dataset), ("eval_dataset", eval_dataset)):
+        if source is not None:
+            same = what == "dataset" or source == dataset
+            problem = source_problem(str(source), what, split=splits[what], subset=subset if same else None)
+            if problem is not None:
+                problems.append(problem)
+    return None if eval_dataset is None else str(eval_dataset), options
 
 
 def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -143,10 +227,9 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        train_rows, eval_rows = exp.load_data()  # before the model: a data problem costs no model load
         tokenizer = AutoTokenizer.from_pretrained(exp.model, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(exp.model, local_files_only=True)
-        train_rows = _read_rows(exp.dataset)  # type: ignore[arg-type]
-        eval_rows = _read_rows(exp.eval_dataset) if exp.eval_dataset else None
         reward_funcs = exp.reward_funcs or ("answer_match",)
     config = exp.config if progress else TrainConfig.from_dict({**exp.config.to_dict(), "progress": False})
     trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows)

@@ -18,6 +18,14 @@ Unknown names fail with the closest matches and the full list; unknown, missing 
 parameters fail naming the component and its valid parameters, every problem of one spec at once.
 Third-party packages add components through the entry-point group of the kind (an entry point
 ``name = "package.module:Class"``); they are loaded the first time the registry is asked for names.
+
+A registry made with ``functions=True`` (the reward functions: TRL's are plain functions) also
+takes a plain callable, a function or a callable instance, as a component without parameters::
+
+    @REWARD_FUNCS.register("fmt")
+    def fmt(prompts, completions, **columns): ...
+
+    REWARD_FUNCS.build("fmt") is fmt               # the function itself
 """
 
 import dataclasses
@@ -35,6 +43,7 @@ from beartype.door import is_bearable
 from rlzoo.errors import ConfigError
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 _NATURAL = re.compile(r"(\d+)")
 
@@ -69,12 +78,17 @@ class Param:
 
 @dataclasses.dataclass(frozen=True)
 class Entry(Generic[T]):
-    """What a registry knows of one component."""
+    """What a registry knows of one component: ``cls`` is its frozen dataclass, or the callable itself."""
 
     name: str
-    cls: type[T]
+    cls: Any
     aliases: tuple[str, ...]
     kind: str
+
+    @property
+    def is_function(self) -> bool:
+        """A plain callable registered as it is (no parameters; building it returns it)."""
+        return not isinstance(self.cls, type)
 
     @property
     def summary(self) -> str:
@@ -83,7 +97,7 @@ class Entry(Generic[T]):
 
     @property
     def params(self) -> tuple[Param, ...]:
-        return dataclass_params(self.cls)
+        return () if self.is_function else dataclass_params(self.cls)
 
     def describe(self) -> str:
         """Multi-line description: name, aliases, summary and one line per parameter."""
@@ -197,11 +211,13 @@ class Registry(Generic[T]):
     Args:
         kind: what the components are, as a person says it ("advantage estimator"); used in errors.
         entry_point_group: the Python entry-point group third-party packages register under.
+        functions: also accept plain callables (functions, callable instances) as components.
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None = None, *, functions: bool = False) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.functions = functions
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
         self._plugins_loaded = entry_point_group is None
@@ -211,37 +227,44 @@ class Registry(Generic[T]):
 
     # -- registration -------------------------------------------------------------------------
 
-    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type[T]], type[T]]:
-        """Class decorator: register a frozen dataclass under ``name`` (and ``aliases``)."""
+    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[C], C]:
+        """Decorator: register a frozen dataclass (or, with ``functions=True``, a function) under ``name``."""
 
-        def decorate(cls: type[T]) -> type[T]:
-            self._add(name, cls, aliases)
-            return cls
+        def decorate(obj: C) -> C:
+            self._add(name, obj, aliases)
+            return obj
 
         return decorate
 
-    def _add(self, name: str, cls: type[T], aliases: tuple[str, ...]) -> None:
-        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+    def _add(self, name: str, obj: Any, aliases: tuple[str, ...], origin: str = "") -> None:
+        """Register ``obj``; ``origin`` (the plugin it came from) goes into the errors."""
+        is_class = isinstance(obj, type)
+        frozen = is_class and dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        if not (frozen or (self.functions and not is_class and callable(obj))):
+            wanted = "a frozen dataclass" + (" or a function" if self.functions else "")
+            how = " (decorate it with @dataclass(frozen=True) below the register decorator)" if is_class else ""
+            label = getattr(obj, "__qualname__", repr(obj))
             raise ConfigError(
-                f"{self.kind} '{name}': {cls.__qualname__} must be a frozen dataclass "
-                "(decorate it with @dataclass(frozen=True) below the register decorator)"
+                f"{self.kind} '{name}'{origin}: {label} ({'class' if is_class else type(obj).__name__}) "
+                f"must be {wanted}{how}"
             )
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:
                 owner = self._entries.get(key) or self._entries[self._aliases[key]]
                 raise ConfigError(
-                    f"{self.kind} '{key}' is already registered (by {owner.cls.__module__}."
-                    f"{owner.cls.__qualname__}); pick another name"
+                    f"{self.kind} '{key}'{origin} is already registered (by {owner.cls.__module__}."
+                    f"{_qualname(owner.cls)}); pick another name"
                 )
-        self._entries[name] = Entry(name, cls, tuple(aliases), self.kind)
+        self._entries[name] = Entry(name, obj, tuple(aliases), self.kind)
         for alias in aliases:
             self._aliases[alias] = name
-        cls.component_name = name  # type: ignore[attr-defined]
-        cls.component_kind = self.kind  # type: ignore[attr-defined]
+        if is_class:  # a function is registered as it is, unchanged
+            obj.component_name = name
+            obj.component_kind = self.kind
 
     def copy(self) -> "Registry[T]":
         """An independent registry with the same entries (for tests and experiments)."""
-        other: Registry[T] = Registry(self.kind, self.entry_point_group)
+        other: Registry[T] = Registry(self.kind, self.entry_point_group, functions=self.functions)
         self._load_plugins()
         other._entries = dict(self._entries)
         other._aliases = dict(self._aliases)
@@ -262,12 +285,7 @@ class Registry(Generic[T]):
                 ) from exc
             if ep.name in self._entries and self._entries[ep.name].cls is obj:
                 continue  # the module registered it itself on import
-            if not isinstance(obj, type):
-                raise ConfigError(
-                    f"{self.kind} plugin '{ep.name}' ({ep.value}) must point at a frozen dataclass, "
-                    f"got {type(obj).__name__}"
-                )
-            self._add(ep.name, obj, ())
+            self._add(ep.name, obj, (), origin=f" (plugin {ep.value}, entry point group '{self.entry_point_group}')")
 
     # -- lookup -------------------------------------------------------------------------------
 
@@ -310,7 +328,8 @@ class Registry(Generic[T]):
         """Build a component from a name, a ``{"name": ..., **params}`` mapping or an instance.
 
         Keyword ``params`` override those in the mapping. An instance of a registered class is
-        returned as it is (with ``params`` applied through :func:`dataclasses.replace`).
+        returned as it is (with ``params`` applied through :func:`dataclasses.replace`). A function
+        entry builds to the function itself and takes no ``params``.
         """
         if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
             if getattr(type(spec), "component_kind", None) != self.kind:
@@ -334,6 +353,13 @@ class Registry(Generic[T]):
                 f"component, got {type(spec).__name__}: {spec!r}"
             )
         entry = self.get(name)
+        if entry.is_function:
+            if given:
+                raise ConfigError(
+                    f"{self.kind} '{entry.name}' is a plain function ({_qualname(entry.cls)}) and takes no "
+                    f"parameters, got {', '.join(sorted(given))}"
+                )
+            return entry.cls
         kwargs = validate_params(f"{self.kind} '{entry.name}'", entry.cls, given)
         try:
             return entry.cls(**kwargs)
@@ -341,6 +367,11 @@ class Registry(Generic[T]):
             raise
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{self.kind} '{entry.name}': {exc}") from exc
+
+
+def _qualname(obj: Any) -> str:
+    """A class's or function's qualified name; a callable instance's class name."""
+    return getattr(obj, "__qualname__", type(obj).__qualname__)
 
 
 def check(component: object, param: str, ok: bool, requirement: str) -> None:

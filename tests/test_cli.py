@@ -61,6 +61,43 @@ def test_quick_train_on_the_embedded_task(tmp_path, capsys) -> None:
     assert (out / "final" / "config.json").exists()
 
 
+def test_list_shows_a_plain_function_plugin(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    from rlzoo import rewards
+    from rlzoo.registry import Registry
+    from tests.test_registry import PLUGIN_FUNCTIONS, write_plugin
+
+    write_plugin(tmp_path, PLUGIN_FUNCTIONS, "fmt = toyplugin:fmt", group="rlzoo.rewards")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toyplugin", raising=False)
+    fresh = Registry(rewards.REWARD_FUNCS.kind, entry_point_group="rlzoo.rewards", functions=True)  # plugins not yet loaded
+    monkeypatch.setattr(rewards, "REWARD_FUNCS", fresh)
+    assert main(["list"]) == 0 and main(["list", "rewards", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "  fmt — A third-party reward function.\n" in out and "estimators (" in out
+    assert "  fmt — A third-party reward function.\n      (no parameters)" in out
+
+
+def test_train_with_a_reward_function_from_a_users_file(tmp_path, capsys) -> None:
+    rewards = tmp_path / "my_rewards.py"
+    rewards.write_text("def brevity(prompts, completions, **columns):\n"
+                       "    return [1.0 / (1 + len(c)) for c in completions]\n")
+    out = tmp_path / "run"
+    args = ["train", "--recipe", "grpo", "--reward", "answer_match", "--reward", f"{rewards}:brevity@0.5",
+            "--output-dir", str(out), *QUICK, "--set", "steps=1", "--set", "max_completion_length=16"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 1 and summary["config"]["reward_weights"] == [1.0, 0.5]
+    step = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert 0 < step["reward/brevity/mean"] <= 1 and "reward/answer_match/mean" in step
+    capsys.readouterr()
+    assert main(["train", "--reward", f"{rewards}:brevty", "--reward", "answer_match@x", *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert f"  - reward '{rewards}:brevty': '{rewards}' has no attribute 'brevty' (did you mean 'brevity'?)" in err
+    assert "  - reward 'answer_match@x': weight 'x' after '@' must be a finite number" in err
+
+
 def test_quick_compare(tmp_path, capfd) -> None:
     out = tmp_path / "cmp"
     assert main(["compare", "--recipes", "grpo,agpo", "--seeds", "1", "--output-dir", str(out), *QUICK]) == 0
@@ -80,3 +117,35 @@ def test_quick_compare(tmp_path, capfd) -> None:
     assert capfd.readouterr().out.count("reusing") == 2
     assert [(out / r / "seed0" / "summary.json").stat().st_mtime_ns for r in ("grpo", "agpo")] == stamps
     assert (out / "compare.md").read_text() == table.replace(git_commit(), ", ".join(sorted(["0000000", git_commit()])))
+
+
+def test_train_on_a_parquet_with_a_prompt_column(tmp_path, capsys) -> None:
+    import datasets
+
+    from tests.trainer.helpers import rows, tiny
+
+    model, tok = tiny()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data = tmp_path / "gsm8k.parquet"  # GSM8K's columns, prompts the tiny model can read
+    datasets.Dataset.from_list([{"question": r["prompt"], "answer": f"so\n#### {r['answer']}"} for r in rows(8)]).to_parquet(str(data))
+    out = tmp_path / "run"
+    args = ["train", "--recipe", "grpo", "--model", str(tmp_path / "model"), "--dataset", str(data),
+            "--prompt-column", "question", "--eval-dataset", str(data), "--output-dir", str(out),
+            *QUICK, "--set", "steps=1", "--set", "max_completion_length=8"]
+    assert main(args) == 0
+    assert f"on {tmp_path / 'model'} on {data}" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 1 and "eval/greedy/accuracy" in summary["after"]
+
+
+def test_train_reports_a_missing_prompt_column_before_loading_the_model(tmp_path, capsys) -> None:
+    import datasets
+
+    data = tmp_path / "gsm8k.parquet"
+    datasets.Dataset.from_list([{"question": "1+2=", "answer": "#### 3"}]).to_parquet(str(data))
+    (tmp_path / "model").mkdir()  # no model in it: reading the data must fail first
+    assert main(["train", "--model", str(tmp_path / "model"), "--dataset", str(data), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "has no column 'prompt'; its columns are question, answer; pass prompt_column=" in err
+    assert "--prompt-column" in err

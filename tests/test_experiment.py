@@ -38,6 +38,79 @@ def test_file_problems_reported_together(tmp_path) -> None:
     assert "dataset '/missing.jsonl' does not exist" in msg
 
 
+# Issue 12's number forms as text: what learning_rate (a TrainConfig field) and kl_coef (a recipe
+# field) become, or the error that shows how the text parsed (a negative float fails the range
+# check; a word stays a string).
+PARSED = [("1e-5", 1e-5), ("5E-6", 5e-6), ("1.0e37", 1e37), ("3", 3.0), ("0.5", 0.5)]
+REFUSED = [
+    ("-1e-4", ["learning_rate=-0.0001 must be > 0", "kl_coef=-0.0001 must be a finite number >= 0"]),
+    ("abc", ["parameter 'learning_rate' expects float, got 'abc' (str)", "parameter 'kl_coef' expects float, got 'abc' (str)"]),
+]
+
+
+def _number_sources(tmp_path, text: str) -> dict:
+    """The same values through --set and through a YAML file (written as a person types it)."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"recipe: grpo\ntrain:\n  learning_rate: {text}\n  steps: 50\n")
+    return {
+        "--set": {"recipe": "grpo", "overrides": [f"learning_rate={text}", f"kl_coef={text}", "steps=50"]},
+        "file": {"config_file": cfg, "overrides": [f"kl_coef={text}"]},
+    }
+
+
+@pytest.mark.parametrize(("text", "value"), PARSED)
+def test_numbers_in_text_parse_as_numbers(tmp_path, text: str, value: float) -> None:
+    for source, kwargs in _number_sources(tmp_path, text).items():
+        exp = load_experiment(**kwargs)
+        assert (exp.config.learning_rate, exp.recipe.kl_coef) == (value, value), source
+        assert exp.config.steps == 50 and type(exp.config.steps) is int, source
+
+
+@pytest.mark.parametrize(("text", "problems"), REFUSED)
+def test_numbers_in_text_are_checked_as_numbers(tmp_path, text: str, problems: list[str]) -> None:
+    for source, kwargs in _number_sources(tmp_path, text).items():
+        with pytest.raises(ConfigError) as err:
+            load_experiment(**kwargs)
+        assert all(p in str(err.value) for p in problems), (source, str(err.value))
+
+
+REWARDS_PY = """
+def brevity(prompts, completions, **columns):
+    return [1.0 / (1 + len(c)) for c in completions]
+"""
+
+
+def test_reward_specs_from_the_file_and_the_command_line(tmp_path) -> None:
+    from rlzoo.rewards.answer import AnswerMatch
+
+    rewards = tmp_path / "my_rewards.py"
+    rewards.write_text(REWARDS_PY)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"reward_funcs": [{"name": "answer_match", "extract": "boxed"}, f"{rewards}:brevity"]}))
+    exp = load_experiment(config_file=cfg)
+    match, brevity = exp.reward_funcs
+    assert isinstance(match, AnswerMatch) and match.extract == "boxed" and brevity.__name__ == "brevity"
+    assert exp.config.reward_weights is None  # no spec has a weight
+    exp = load_experiment(config_file=cfg, rewards=[f"{rewards}:brevity@0.5", "answer_match"])  # replaces the file's
+    assert exp.reward_funcs[0] is brevity  # the file is loaded once per process
+    assert exp.reward_funcs[1] == AnswerMatch() and exp.config.reward_weights == (0.5, 1.0)
+
+
+def test_reward_problems_are_reported_with_the_others(tmp_path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_experiment(rewards=["nowhere.py:fn", "answer_match@heavy"], overrides=["steps=0"])
+    msg = str(err.value)
+    assert "reward 'nowhere.py:fn': file 'nowhere.py' does not exist" in msg
+    assert "reward 'answer_match@heavy': weight 'heavy' after '@' must be a finite number" in msg
+    assert "steps=0 must be >= 1" in msg
+    with pytest.raises(ConfigError, match=r"reward weights given twice: @weight in the reward specs and reward_weights=\[2\]"):
+        load_experiment(rewards=["answer_match@0.5"], overrides=["reward_weights=[2]"])
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("reward_funcs: answer_match\n")
+    with pytest.raises(ConfigError, match="reward functions must be a list of specs, got str: 'answer_match'"):
+        load_experiment(config_file=cfg)
+
+
 def test_users_own_model_and_dataset(tmp_path) -> None:
     model, tok = tiny()
     model.save_pretrained(tmp_path / "model")
@@ -89,3 +162,52 @@ def test_generation_totals_count_every_refill_round() -> None:
                {"length/mean": 20.0, "reward/accuracy": 0.25, "groups/rounds": 3.0}]
     assert generation_totals(history, per_round=4) == {"generated_tokens": 40.0 + 240.0,
                                                         "correct_completions": 2.0 + 3.0}
+
+
+# -- datasets: any source rlzoo.data.load_prompts reads, options from the file or the call --------
+
+
+def _gsm8k_parquet(path, n: int = 8):
+    """GSM8K's schema (question, answer ending '#### <n>') with prompts the tiny model can read."""
+    import datasets
+
+    datasets.Dataset.from_list(
+        [{"question": r["prompt"], "answer": f"The sum is {r['answer']}.\n#### {r['answer']}"} for r in rows(n)]
+    ).to_parquet(str(path))
+    return path
+
+
+def test_parquet_with_a_prompt_column_and_options_from_the_file(tmp_path) -> None:
+    data = _gsm8k_parquet(tmp_path / "train.parquet")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"dataset": str(data), "prompt_column": "question", "chat": True,
+                                   "system_prompt": "Add.", "eval_dataset": str(data)}))
+    exp = load_experiment(config_file=cfg, model=str(tmp_path), system_prompt="Add the numbers.")
+    assert (exp.prompt_column, exp.chat, exp.system_prompt) == ("question", True, "Add the numbers.")
+    train, held_out = exp.load_data()
+    assert train.column_names == ["prompt", "answer"] and len(held_out) == 8
+    assert train[0]["prompt"] == [{"role": "system", "content": "Add the numbers."},
+                                  {"role": "user", "content": rows(1)[0]["prompt"]}]
+
+
+def test_eval_split_alone_is_a_split_of_the_dataset_and_hub_ids_pass_the_checks(tmp_path) -> None:
+    exp = load_experiment(model=str(tmp_path), dataset="openai/gsm8k", dataset_subset="main",
+                          eval_dataset_split="test", prompt_column="question")
+    assert (exp.dataset, exp.dataset_subset, exp.eval_dataset, exp.eval_dataset_split) == (
+        "openai/gsm8k", "main", "openai/gsm8k", "test")
+
+
+def test_dataset_problems_reported_with_the_others(tmp_path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"chat": "yes please", "eval_dataset": "./held_out.jsonl"}))
+    with pytest.raises(ConfigError) as err:
+        load_experiment(config_file=cfg, model=str(tmp_path), dataset=str(tmp_path / "p.txt"))
+    msg = str(err.value)
+    assert "chat must be a bool, got 'yes please'" in msg
+    assert f"dataset '{tmp_path / 'p.txt'}' does not exist" in msg
+    assert "eval_dataset './held_out.jsonl' does not exist" in msg
+    with pytest.raises(ConfigError, match=r"prompt_column: for a dataset of your own; name --model and --dataset"):
+        load_experiment(prompt_column="question")
+    data = _gsm8k_parquet(tmp_path / "train.parquet")
+    with pytest.raises(ConfigError, match=r"eval_dataset '.*train.parquet' is one file, so its one split is 'train'"):
+        load_experiment(model=str(tmp_path), dataset=str(data), eval_dataset_split="test")

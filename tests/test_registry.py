@@ -1,6 +1,7 @@
 """The one Registry: registration, lookup, validated construction, plugins, and the package rule."""
 
 import dataclasses
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -193,12 +194,13 @@ def test_build_round_trips_any_valid_spec(scale: float, mode: str, steps: int) -
     assert dataclasses.asdict(built) == {"scale": scale, "mode": mode, "steps": steps}
 
 
-def write_plugin(root, body: str, value: str) -> None:
+def write_plugin(root, body: str, value: str, group: str = "rlzoo.toy") -> None:
+    """A fake installed distribution ``toyplugin`` under ``root`` with entry points ``value`` in ``group``."""
     (root / "toyplugin.py").write_text(textwrap.dedent(body))
     dist = root / "toyplugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[rlzoo.toy]\n{value}\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{value}\n")
 
 
 def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch) -> None:
@@ -215,9 +217,62 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch) -> None:
         "mine = toyplugin:Mine",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toyplugin", raising=False)  # another test's toyplugin
     reg: Registry = Registry("toy estimator", entry_point_group="rlzoo.toy")
     assert reg.names() == ["mine"]
     assert reg.build("mine", k=3).k == 3
+
+
+def test_plain_functions_register_where_the_registry_allows_them() -> None:
+    reg: Registry = Registry("toy reward", functions=True)
+
+    @reg.register("fmt", aliases=("format",))
+    def fmt(prompts, completions, **columns):
+        """1 for a completion that ends with a full stop.
+
+        More text.
+        """
+        return [float(c.endswith(".")) for c in completions]
+
+    assert reg.build("fmt") is fmt and reg.build({"name": "format"}) is fmt
+    assert reg.describe("fmt") == "fmt (aliases: format) — 1 for a completion that ends with a full stop.\n    (no parameters)"
+    assert reg.get("fmt").is_function and not hasattr(fmt, "component_name")  # registered as it is
+    with pytest.raises(ConfigError, match=r"toy reward 'fmt' is a plain function \(.*fmt\) and takes no parameters, got scale"):
+        reg.build("fmt", scale=2)
+    with pytest.raises(ConfigError, match=r"toy reward 'three': 3 \(int\) must be a frozen dataclass or a function$"):
+        reg.register("three")(3)
+    with pytest.raises(ConfigError, match=r"toy estimator 'fn': .*fmt \(function\) must be a frozen dataclass$"):
+        make_registry().register("fn")(fmt)  # a registry of dataclasses only
+    assert reg.copy().build("fmt") is fmt
+
+
+PLUGIN_FUNCTIONS = """
+THRESHOLD = 3
+
+def fmt(prompts, completions, **columns):
+    '''A third-party reward function.'''
+    return [1.0] * len(completions)
+"""
+
+
+def test_a_plain_function_plugin_is_loaded(tmp_path, monkeypatch) -> None:
+    write_plugin(tmp_path, PLUGIN_FUNCTIONS, "fmt = toyplugin:fmt\nlimit = toyplugin:THRESHOLD")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toyplugin", raising=False)
+    installed = importlib.metadata.entry_points
+    monkeypatch.setattr(  # the good entry point alone first
+        importlib.metadata, "entry_points", lambda group: [ep for ep in installed(group=group) if ep.name == "fmt"]
+    )
+    reg: Registry = Registry("toy reward", entry_point_group="rlzoo.toy", functions=True)
+    assert reg.names() == ["fmt"] and reg.build("fmt")(["q"], ["a"]) == [1.0]
+    assert reg.get("fmt").summary == "A third-party reward function."
+    monkeypatch.setattr(importlib.metadata, "entry_points", installed)
+    with pytest.raises(
+        ConfigError,
+        match=r"toy reward 'limit' \(plugin toyplugin:THRESHOLD, entry point group 'rlzoo.toy'\): 3 \(int\) "
+        "must be a frozen dataclass or a function",
+    ):
+        Registry("toy reward", entry_point_group="rlzoo.toy", functions=True).names()
 
 
 def test_broken_plugin_is_named(tmp_path, monkeypatch) -> None:

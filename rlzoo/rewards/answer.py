@@ -15,6 +15,9 @@ from rlzoo.rewards import REWARD_FUNCS
 # The lookahead lets the scan skip non-numeric characters fast (4x on long completions).
 _NUMBER = r"(?=[-+.\d])(?:[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+)"
 _NUMBER_RE = re.compile(_NUMBER)
+# GSM8K's final-answer line: "#### 42" ending its line ("#### 1. Setup", a numbered heading, is not one).
+_MARKED_RE = re.compile(rf"####[ \t]*\$?({_NUMBER})[ \t]*[%.]?[ \t]*$", re.MULTILINE)
+_MARKER = "####"
 _FRACTION_RE = re.compile(r"([-+]?\d+)/(\d+)")
 
 
@@ -63,21 +66,25 @@ class AnswerMatch:
 
     Implementation details:
 
-    1. ``extract``: ``"last_number"`` the last number in the completion (GSM8K style; ``1,234``
-       and ``-5`` are numbers, so ``3-5`` ends in ``-5``); ``"boxed"`` the content of the last
-       ``\\boxed{...}`` (balanced braces); ``"tag"`` the content of the last ``<tag>...</tag>``
-       (``tag="answer"``); ``"regex"`` the last match of ``pattern`` (its first group if it has
-       one).
+    1. ``extract``: ``"last_number"`` the number of the last GSM8K answer line (``#### 42``
+       with the number ending its line, so a heading ``#### 1. Setup`` is not one) if there is
+       one, else the last number in the completion (``1,234`` and ``-5`` are numbers, so ``3-5``
+       ends in ``-5``); ``"boxed"`` the content of the last ``\\boxed{...}`` (balanced braces);
+       ``"tag"`` the content of the last ``<tag>...</tag>`` (``tag="answer"``); ``"regex"`` the
+       last match of ``pattern`` (its first group if it has one).
     2. Extracted text and reference compare as numbers when both parse as one (thousands
        separators, ``$``, a trailing ``.`` or ``%`` and ``a/b`` fractions are understood) with
        ``math.isclose(rel_tol, abs_tol)``; otherwise as strings with whitespace collapsed.
     3. No answer found: ``wrong_reward``. Reference None: None (the completion cannot be scored).
     4. The reference comes from the dataset column ``column`` (default ``answer``), a number or
-       a string holding the final answer only.
+       a string. ``reference="auto"``: a string holding ``####`` is a GSM8K solution and its final
+       answer is the text after the last ``####`` (``"... 16 - 3 - 4 = 9 ... #### 18"`` -> ``18``);
+       any other reference is the final answer as it is. ``"as_is"``: always as it is.
     5. ``verifies_correctness``: the scorer's ``correct`` is ``reward > 0``.
     """
 
     extract: Literal["last_number", "boxed", "tag", "regex"] = "last_number"
+    reference: Literal["auto", "as_is"] = "auto"
     tag: str = "answer"
     pattern: str | None = None
     column: str = "answer"
@@ -115,6 +122,9 @@ class AnswerMatch:
         if self.extract == "boxed":
             return _last_boxed(completion)
         if self.extract == "last_number":
+            marked = list(_MARKED_RE.finditer(completion))
+            if marked:
+                return marked[-1][1]
             pattern = _NUMBER
         elif self.extract == "tag":
             pattern = rf"<{re.escape(self.tag)}>(.*?)</{re.escape(self.tag)}>"
@@ -125,8 +135,15 @@ class AnswerMatch:
             return None
         return found[-1][1] if found[-1].re.groups else found[-1][0]
 
+    def final_answer(self, reference: Any) -> Any:
+        """The final answer a reference holds: after the last ``####`` of a GSM8K solution (``reference="auto"``)."""
+        if self.reference == "auto" and isinstance(reference, str) and _MARKER in reference:
+            return reference.rpartition(_MARKER)[2].strip()
+        return reference
+
     def matches(self, answer: str, reference: Any) -> bool:
-        """Whether an extracted answer equals the reference (numbers within the tolerances)."""
+        """Whether an extracted answer equals the reference's final answer (numbers within the tolerances)."""
+        reference = self.final_answer(reference)
         ref_number = float(reference) if isinstance(reference, (int, float)) else _to_number(str(reference))
         number = _to_number(answer)
         if number is not None and ref_number is not None:

@@ -53,6 +53,46 @@ def test_boxed_tag_and_regex_extraction() -> None:
     assert score(whole, ["A or maybe C"], ["C"]) == [1.0]
 
 
+# GSM8K train rows 0 and 1 as the dataset ships them: the reference is the whole solution.
+NATALIA = (
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
+)
+WENG = "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10"
+
+
+def test_gsm8k_references_and_answer_lines() -> None:
+    fn = build("answer_match")
+    completions = [
+        "In May she sold 48 / 2 = 24 clips, so 48 + 24 = 72 in all.\n#### 72",  # the answer line: 72
+        "She sold 24 in May, so 72 clips in total.",  # no answer line: the last number, 72
+        "#### 72\nCheck: half of 48 is 24.",  # the answer line wins over later numbers
+        "48 + 24 = 72, minus 2 broken = 70.\n#### 70",  # 70 != 72
+        "#### 1. May\n48 / 2 = 24\n#### 2. Total\n48 + 24 = 72",  # numbered headings are not answer lines: 72
+        "0.2 x 50 = $10.\n#### $10",  # "$10" -> 10
+        "She earned 0.2 per minute.\n#### 10.00",  # 10.00 == 10
+        "She earned 0.2 x 50 = 10 dollars, plus 2 for the bus: #### 12",  # 12 != 10
+    ]
+    assert score(fn, completions, [NATALIA] * 5 + [WENG] * 3) == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    assert fn.final_answer(NATALIA) == "72" and fn.final_answer(72) == 72 and fn.final_answer("72") == "72"
+    assert score(build("answer_match", extract="boxed"), [r"so \boxed{72}"], [NATALIA]) == [1.0]
+    # reference="as_is" compares with the whole solution text: no number, no match
+    assert score(build("answer_match", reference="as_is"), ["#### 72"], [NATALIA]) == [0.0]
+
+
+def test_thousands_separators_on_both_sides() -> None:
+    fn = build("answer_match")
+    reference = "He pays 100 * 12 = <<100*12=1200>>1200 dollars a year.\n#### 1200"
+    completions = [
+        "So he pays $1,200 in a year.",  # 1,200 -> 1200
+        "12 months of $100 each.\n#### 1,200",  # the answer line with a separator
+        "That is 1,200 - 2 = 1198.",  # the last number is 1198
+        "#### 1,200.",  # a trailing full stop on the answer line
+    ]
+    assert score(fn, completions, [reference] * 4) == [1.0, 1.0, 0.0, 1.0]
+    assert score(fn, ["#### 1200", "#### 1,234,567"], ["#### 1,200", "1234567"]) == [1.0, 1.0]
+
+
 def test_rewards_missing_references_and_correctness_flag() -> None:
     fn = build("answer_match", correct_reward=2.0, wrong_reward=-1.0)
     assert score(fn, ["4", "5", "4"], [4, 4, None]) == [2.0, -1.0, None]  # None reference: cannot score

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlzoo.errors import ConfigError, DataError
-from rlzoo.trainer import TrainConfig, Trainer
+from rlzoo.trainer import Trainer
 from rlzoo.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from tests.trainer.helpers import REWARDS, ScriptedGenerator, config, rows, tiny
 
