@@ -142,6 +142,7 @@ class _Worker:
             ) from exc
         there.close()
         self.conn = here
+        self.calls = 0  # jobs served
 
     def wait_ready(self) -> None:
         try:
@@ -149,7 +150,7 @@ class _Worker:
         except (EOFError, OSError) as exc:
             self.kill()
             raise ConfigError(
-                f"Scorer: a reward worker process died while starting (exit code {self.process.exitcode}); "
+                f"Scorer: a reward worker process {self.death()} while starting; "
                 "with start_method='spawn' or 'forkserver' the reward functions must be importable"
             ) from exc
 
@@ -158,9 +159,24 @@ class _Worker:
         self.process.join()
         self.conn.close()
 
+    def death(self) -> str:
+        """How the worker process ended, as the OS reports it."""
+        self.process.join(timeout=5)  # EOF can arrive before the exit status
+        code = self.process.exitcode
+        if code is None:
+            return "closed its pipe but did not exit"
+        if code < 0:
+            try:
+                return f"was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
 
 class ProcessPool:
-    """``size`` reusable worker processes; a job past ``timeout`` gets its worker killed and replaced.
+    """``size`` reusable worker processes; a job past ``timeout`` gets its worker killed and replaced,
+    and so does a worker whose job raised (its state may be broken), one that died, and one that has
+    served ``max_calls`` jobs (a function that leaks memory cannot grow a worker without bound).
 
     Workers start on first use and live until :meth:`close` (or until the pool is garbage collected
     or the interpreter exits: they are daemons). When no job hangs nothing is restarted, so a step
@@ -169,9 +185,10 @@ class ProcessPool:
     counted against the timeout.
     """
 
-    def __init__(self, funcs: Sequence[RewardFunction], size: int, start_method: str) -> None:
+    def __init__(self, funcs: Sequence[RewardFunction], size: int, start_method: str, max_calls: int = 100) -> None:
         self.funcs = funcs
         self.size = size
+        self.max_calls = max_calls
         self.ctx = multiprocessing.get_context(start_method)
         self.workers: list[_Worker] = []
 
@@ -211,11 +228,13 @@ class ProcessPool:
                 worker, j, _ = busy.pop(conn)
                 try:
                     outcomes[j] = conn.recv()
-                    idle.append(worker)
                 except (EOFError, OSError):
-                    code = worker.process.exitcode
-                    outcomes[j] = Outcome("error", f"the worker process died (exit code {code})")
+                    outcomes[j] = Outcome("error", f"its worker process {worker.death()} (a crash, os._exit or OOM)")
                     idle.append(self._replace(worker))
+                    continue
+                worker.calls += 1
+                fresh = outcomes[j].status == "error" or worker.calls >= self.max_calls
+                idle.append(self._replace(worker) if fresh else worker)
             now = time.monotonic()
             for conn, (worker, j, deadline) in list(busy.items()):
                 if deadline <= now:

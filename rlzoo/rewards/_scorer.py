@@ -4,7 +4,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +27,8 @@ from rlzoo.rewards._execution import (
 from rlzoo.types import Groups
 
 logger = logging.getLogger("rlzoo.rewards")
+
+_FLOAT32_MAX = 3.4028234663852886e38  # rewards become float32 tensors
 
 FunctionSpec = RewardFunction | str | Mapping[str, Any]
 
@@ -151,9 +153,13 @@ class Scorer:
 
     Implementation details:
 
-    1. A call that raises or times out on several completions is retried one completion at a
-       time, so only the completions it really fails on are lost and each is named in the log
-       (a hanging completion costs two timeouts).
+    1. A call that raises, crashes its worker or times out on several completions is split in
+       halves and each half retried (bisection), so only the completions it really fails on are
+       lost: one hanging completion among m costs about log2(m) + 1 timeouts. When both halves
+       of a timed-out call time out again the function is taken to hang on everything and the
+       rest is left unscored (three timeouts, not one per completion); nothing is retried once
+       ``should_stop`` says a stop was asked for. Failures are logged once per function and
+       kind, with a count.
     2. A completion is invalid if any function returned None for it or failed on it.
     3. A reward function that raises an rlzoo error (a ConfigError or DataError: a missing column,
        a bad parameter) stops the step: that is a configuration problem, not a completion's.
@@ -218,6 +224,7 @@ class Scorer:
             problems.append(f"verifier={verifier!r} is not one of the reward functions ({', '.join(self.names)})")
         if problems:
             raise ConfigError("Scorer: " + "; ".join(problems))
+        self.should_stop: Callable[[], bool] | None = None  # set by the trainer: a stop was requested
         self.verifiers = (
             [self.names.index(verifier)]
             if verifier is not None
@@ -329,39 +336,51 @@ class Scorer:
             for start in range(0, total, size)
         ]
         values: list[list[float | None]] = [[None] * total for _ in self.funcs]
-        failed: list[tuple[Job, Outcome]] = []
-        for _ in range(2):  # the calls, then the completions of failed calls one by one
-            retry: list[Job] = []
-            for job, outcome in zip(jobs, self._run(jobs, prompts, completions, columns, context), strict=True):
-                if outcome.status == "ok":
-                    for i, value in zip(job.indices, self._check(job, outcome.value, g), strict=True):
-                        values[job.func][i] = value
-                elif len(job.indices) > 1:
-                    logger.debug(
-                        "reward function '%s' failed (%s) on completions %d..%d; retrying them one by one",
-                        self.names[job.func],
-                        outcome.value or "timeout",
-                        job.indices[0],
-                        job.indices[-1],
-                    )
-                    retry += [Job(job.func, (i,)) for i in job.indices]
-                else:
-                    failed.append((job, outcome))
-            jobs = retry
+        failed: list[tuple[int, int, Outcome]] = []  # (function, completion, outcome)
+        groups: list[list[Job]] = [[job] for job in jobs]  # a failed call's two halves form a group
+        while groups:
+            jobs = [job for group in groups for job in group]
+            outcomes = iter(self._run(jobs, prompts, completions, columns, context))
+            retry: list[list[Job]] = []
+            for group in groups:
+                results = [(job, next(outcomes)) for job in group]
+                # both halves of a timed-out call timing out again: the function hangs on everything
+                hopeless = len(group) == 2 and all(o.status == "timeout" for _, o in results)
+                for job, outcome in results:
+                    if outcome.status == "ok":
+                        for i, value in zip(job.indices, self._check(job, outcome.value, g), strict=True):
+                            values[job.func][i] = value
+                    elif len(job.indices) > 1 and not hopeless and not self._stopping():
+                        half = len(job.indices) // 2  # bisect: one bad completion costs log2(size) calls
+                        retry.append([Job(job.func, job.indices[:half]), Job(job.func, job.indices[half:])])
+                    else:
+                        failed += [(job.func, i, outcome) for i in job.indices]
+            groups = retry
+        return values, *self._report(failed, g)
+
+    def _stopping(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def _report(self, failed: list[tuple[int, int, Outcome]], g: int) -> tuple[list[int], list[int]]:
+        """Count the unscored completions per function; one log line per function and kind of failure."""
         timeouts, errors = [0] * len(self.funcs), [0] * len(self.funcs)
-        for job, outcome in sorted(failed, key=lambda item: (item[0].indices[0], item[0].func)):
-            index = job.indices[0]
-            where = f"completion {index} (prompt {index // g}, sample {index % g})"
+        summary: dict[tuple[int, str, str], list[int]] = {}  # (function, verb, detail) -> completions
+        for func, index, outcome in sorted(failed, key=lambda item: (item[1], item[0])):
             if outcome.status == "timeout":
-                what = f"timed out after {self.timeout:g} s on {where}"
-                timeouts[job.func] += 1
+                kind = (func, f"timed out after {self.timeout:g} s", "")
+                timeouts[func] += 1
             else:
-                what = f"raised on {where}: {outcome.value}"
-                errors[job.func] += 1
+                kind = (func, "raised", f": {outcome.value}")
+                errors[func] += 1
+            summary.setdefault(kind, []).append(index)
+        for (func, verb, detail), indices in summary.items():
+            first = indices[0]
+            more = f" and {len(indices) - 1} more" if len(indices) > 1 else ""
+            what = f"reward function '{self.names[func]}' {verb} on completion {first} (prompt {first // g}, sample {first % g}){more}{detail}"
             if self.on_error == "raise":
-                raise RewardFunctionError(f"reward function '{self.names[job.func]}' {what}")
-            logger.warning("reward function '%s' %s; left unscored", self.names[job.func], what)
-        return values, timeouts, errors
+                raise RewardFunctionError(what)
+            logger.warning("%s; left unscored", what)
+        return timeouts, errors
 
     def _run(
         self, jobs: list[Job], prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]],
@@ -405,6 +424,11 @@ class Scorer:
                 raise DataError(
                     f"reward function '{name}' returned {number} for {where}; rewards must be finite "
                     "(return None for a completion that cannot be scored)"
+                )
+            if abs(number) > _FLOAT32_MAX:
+                raise DataError(
+                    f"reward function '{name}' returned {number!r} for {where}, which overflows float32 (the "
+                    f"rewards' dtype; largest {_FLOAT32_MAX:.4g}); rescale the rewards"
                 )
             checked.append(number)
         return checked

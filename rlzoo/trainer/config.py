@@ -26,6 +26,10 @@ class TrainConfig:
     another process holds a core). A config is validated as a whole when it is
     built: every problem is reported at once, before any model is loaded.
 
+    Rewards run protected by default: in a worker process, each call cut off after
+    ``reward_timeout`` seconds (a hang, ``os._exit`` or a segfault costs at most a few timeouts and
+    is named); ``reward_timeout=None`` with ``reward_workers=0`` runs them in this process.
+
     Faults: ``on_nonfinite`` — a non-finite loss or gradient norm raises a DataError naming the
     step and the last good checkpoint (``"raise"``) or skips that optimiser step, counted in
     ``update/nonfinite_skipped`` (``"skip"``); ``max_empty_steps`` consecutive steps without one
@@ -58,7 +62,7 @@ class TrainConfig:
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     cpu_threads: int | None = None
     reward_weights: tuple[float, ...] | None = None
-    reward_timeout: float | None = None
+    reward_timeout: float | None = 30.0
     reward_workers: int = 0
     output_dir: str = "runs/rlzoo"
     log_every: int = 1

@@ -105,6 +105,7 @@ class Trainer:
         self.metrics_file = MetricsFile(self.output_dir / "metrics.jsonl")
         self.sampler = PromptSampler(train_dataset, cfg.seed, self.processes.rank, self.processes.world)
         self.stop = StopFlag(self.processes)
+        self.scorer.should_stop = lambda: self.stop.signal is not None  # no reward retries once stopping
         self.collect = Collector(
             generator=self.generator, scorer=self.scorer, parts=parts, tokenizer=self.tokenizer,
             sampler=self.sampler, processes=self.processes, config=cfg, eos=self.eos, max_positions=self.max_positions,

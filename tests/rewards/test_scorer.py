@@ -6,6 +6,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import time
 
 import pytest
@@ -27,6 +28,11 @@ def probe(prompts, completions, **kwargs):
             raise ValueError("probe cannot read this")
         if c == "die":
             os._exit(3)
+        if c == "segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if c == "pid":
+            out.append(float(os.getpid()))
+            continue
         out.append({"none": None, "nan": math.nan, "inf": math.inf}.get(c, float(len(c))))
     return out
 
@@ -63,7 +69,7 @@ def test_hanging_function_is_cut_off_and_the_run_goes_on(guarded, caplog) -> Non
     with caplog.at_level(logging.WARNING, logger="rlzoo.rewards"):
         scores = guarded(["p0", "p1"], completions, {}, 2)
     elapsed = time.perf_counter() - started
-    # the call on all four times out, then each alone: the hanging one times out again (2 timeouts)
+    # the call on all four times out, then its half with the hanging one, then that one alone (3 timeouts)
     assert elapsed < 4 * TIMEOUT + 2.0
     assert scores.valid.tolist() == [[True, False], [True, True]]
     assert scores.rewards.tolist() == [[2.0, 0.0], [3.0, 1.0]]
@@ -76,24 +82,67 @@ def test_hanging_function_is_cut_off_and_the_run_goes_on(guarded, caplog) -> Non
     assert again.rewards.tolist() == [[4.0, 2.0]] and again.metrics["reward/probe/timeouts"] == 0.0
 
 
+def test_one_hang_among_many_costs_a_few_timeouts_not_one_each(guarded) -> None:
+    started = time.perf_counter()
+    scores = guarded(["p"], ["ab"] * 7 + ["hang"] + ["a"] * 8, {}, 16)
+    assert time.perf_counter() - started < 5 * TIMEOUT + 2.0  # 16 -> 8 -> 4 -> 2 -> 1: five timeouts
+    assert scores.valid.sum() == 15 and scores.metrics["reward/probe/timeouts"] == 1.0
+
+
+def test_a_function_that_hangs_on_everything_costs_three_timeouts(guarded) -> None:
+    started = time.perf_counter()
+    scores = guarded(["p"], ["hang"] * 16, {}, 16)
+    assert time.perf_counter() - started < 3 * TIMEOUT + 2.0
+    assert scores.metrics["reward/probe/timeouts"] == 16.0
+
+
+def test_no_retries_once_a_stop_is_asked_for(guarded) -> None:
+    guarded.should_stop = lambda: True
+    try:
+        started = time.perf_counter()
+        scores = guarded(["p"], ["ab", "hang", "a", "abc"], {}, 4)
+    finally:
+        guarded.should_stop = None
+    assert time.perf_counter() - started < TIMEOUT + 1.5  # the one call's timeout, nothing after
+    assert scores.metrics["reward/probe/unscored"] == 4.0
+
+
 def test_crashing_function_is_reported_by_name(guarded, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="rlzoo.rewards"):
         scores = guarded(["p"], ["ok", "crash", "crash"], {}, 3)
     assert scores.valid.tolist() == [[True, False, False]]
     assert scores.metrics["reward/probe/errors"] == 2.0
     assert scores.metrics["reward/probe/unscored"] == 2.0
-    for index in (1, 2):
-        assert (
-            f"reward function 'probe' raised on completion {index} (prompt 0, sample {index}): "
-            "ValueError: probe cannot read this (at " in caplog.text
-        )
+    # one line for both: the first completion named, the others counted
+    assert caplog.text.count("reward function 'probe' raised on completion 1 (prompt 0, sample 1) and 1 more: "
+                             "ValueError: probe cannot read this (at ") == 1
 
 
-def test_dead_worker_is_an_error_and_is_replaced(guarded) -> None:
-    scores = guarded(["p"], ["die", "xyz"], {}, 2)
+def test_dead_worker_is_an_error_and_is_replaced(guarded, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="rlzoo.rewards"):
+        scores = guarded(["p"], ["die", "xyz"], {}, 2)
     assert scores.valid.tolist() == [[False, True]]
     assert scores.metrics["reward/probe/errors"] == 1.0
+    assert "its worker process exited with code 3" in caplog.text
     assert guarded(["p"], ["xy"], {}, 1).rewards.tolist() == [[2.0]]
+
+
+def test_a_segfault_is_named_by_its_signal_and_costs_no_timeout(guarded, caplog) -> None:
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="rlzoo.rewards"):
+        scores = guarded(["p"], ["ab", "segv"], {}, 2)
+    assert time.perf_counter() - started < TIMEOUT
+    assert scores.valid.tolist() == [[True, False]]
+    assert "its worker process was killed by signal SIGSEGV" in caplog.text
+
+
+def test_workers_are_replaced_after_an_error_and_after_max_calls() -> None:
+    with Scorer([probe], timeout=5.0) as scorer:
+        scorer._executor.max_calls = 2
+        pids = [scorer(["p"], ["pid"], {}, 1).rewards.item() for _ in range(4)]
+        assert pids[0] == pids[1] != pids[2] == pids[3]  # a fresh worker every two calls
+        scorer(["p"], ["crash"], {}, 1)
+        assert scorer(["p"], ["pid"], {}, 1).rewards.item() not in pids  # and after an error
 
 
 def test_none_makes_the_completion_invalid_and_is_counted(guarded) -> None:

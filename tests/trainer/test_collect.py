@@ -29,7 +29,8 @@ def test_chat_prompts_reach_reward_functions_as_trl_passes_them(tmp_path) -> Non
     model, tok = tiny()
     tok.chat_template = TEMPLATE
     data = chat_rows(8)
-    (h,) = Trainer(model, tok, "grpo", data, [reward], config(tmp_path, steps=1), generator=ScriptedGenerator()).train()
+    cfg = config(tmp_path, steps=1, reward_timeout=None)  # in this process, so `seen` is filled here
+    (h,) = Trainer(model, tok, "grpo", data, [reward], cfg, generator=ScriptedGenerator()).train()
     assert all(isinstance(p, list) and p[0]["role"] == "user" for p in seen["prompts"])
     assert all(c[0]["role"] == "assistant" and isinstance(c[0]["content"], str) for c in seen["completions"])
     # completion ids: the sampled tokens, EOS included, as plain lists

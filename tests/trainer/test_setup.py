@@ -33,7 +33,7 @@ def test_a_recipe_that_needs_a_verdict_refuses_until_the_verifier_is_named(recip
 def test_chat_data_needs_a_chat_template(tmp_path) -> None:
     model, tok = tiny()
     chat = [{"prompt": [{"role": "user", "content": "1+2"}], "answer": "3"}]
-    with pytest.raises(ConfigError, match="chat prompts .* no chat template"):
+    with pytest.raises(ConfigError, match=r"chat prompts .* no chat template"):
         Trainer(model, tok, "grpo", chat, REWARDS, config(tmp_path))
 
 
