@@ -112,3 +112,48 @@ def test_every_train_config_field_is_checked_however_it_is_built() -> None:
     done = subprocess.run([sys.executable, "-c", CHECK_EVERY_FIELD], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "unchecked: []"
+
+
+HANGING_RUN = """
+import sys, time
+from pathlib import Path
+from rlzoo.trainer import Trainer, TrainConfig
+from tests.trainer.helpers import ScriptedGenerator, rows, tiny
+out = Path(sys.argv[1])
+
+def hangs(prompts, completions, **kwargs):
+    (out / "scoring").write_text("started")
+    time.sleep(1e9)
+
+model, tok = tiny()
+cfg = TrainConfig(steps=1000, prompts_per_step=4, group_size=4, max_completion_length=8, output_dir=str(out / "run"),
+                  progress=False, save_every=0, reward_timeout=2.0)
+trainer = Trainer(model, tok, "grpo", rows(8), [hangs], cfg, generator=ScriptedGenerator())
+trainer.train()
+print("clean exit at step", trainer.step)
+"""
+
+
+def test_sigterm_during_a_hung_reward_call_stops_within_the_timeout(tmp_path) -> None:
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", HANGING_RUN, str(tmp_path)], cwd=root, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "scoring").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.time()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert time.time() - signalled < 2.0 + 8.0  # the call's own timeout, no retries, then save and exit
+    assert "clean exit at step 1" in out and "timed out after 2 s" in err
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step-000001"
