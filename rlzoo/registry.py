@@ -162,8 +162,11 @@ def validate_params(label: str, cls: type, given: Mapping[str, Any]) -> dict[str
             continue
         value = _coerce(value, params[key].hint)
         if not _fits(value, params[key].hint):
+            options = [a for a in typing.get_args(params[key].hint) if isinstance(a, str)]
+            close = suggest(value, options, n=1) if isinstance(value, str) and options else []
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(
-                f"parameter '{key}' expects {type_name(params[key].hint)}, got {value!r} ({type(value).__name__})"
+                f"parameter '{key}' expects {type_name(params[key].hint)}, got {value!r} ({type(value).__name__}){hint}"
             )
             continue
         kwargs[key] = value

@@ -26,3 +26,8 @@ def test_from_dict_checks_names_and_types(tmp_path) -> None:
     cfg = TrainConfig.from_yaml(path)
     assert (cfg.steps, cfg.report_to, cfg.learning_rate) == (7, ("tensorboard",), 1.0)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_mistyped_option_gets_the_closest_one() -> None:
+    with pytest.raises(ConfigError, match=r"got 'cosin' \(str\) \(did you mean 'cosine'\?\)"):
+        TrainConfig.from_dict({"lr_schedule": "cosin"})
