@@ -19,6 +19,8 @@ _SUBMODULES = (
     "errors",
     "trainer",
     "tasks",
+    "data",
+    "text",
 )
 _ATTRIBUTES = {
     "Groups": "rlzoo.types",

@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     where = "the embedded arithmetic task and its tiny model" if exp.embedded else f"{exp.model} on {exp.dataset}"
     if main_process:
         print(f"rlzoo train: recipe '{exp.recipe.name}' on {where}; {exp.config.steps} steps -> {exp.config.output_dir}")
-    summary = run_experiment(exp, resume=args.resume)
+    summary = run_experiment(exp, resume=args.resume, overwrite=args.overwrite)
     if main_process:
         print(_summary_text(summary, exp.config.output_dir))
     return 0
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     p.add_argument("--output-dir", help="where metrics, checkpoints and plots go (default runs/rlzoo)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in the output dir (its metrics, checkpoints and final model)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser(

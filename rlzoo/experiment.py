@@ -6,6 +6,8 @@ dataset named, the embedded default task (:mod:`rlzoo.tasks`) is used.
 
 import json
 import multiprocessing
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +20,7 @@ import torch
 import yaml
 
 from rlzoo import recipes, yamlio
+from rlzoo.data import looks_like_hub_id
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import Recipe
 from rlzoo.registry import dataclass_params
@@ -125,9 +128,8 @@ def load_experiment(
         problems += [f"config file: unknown key '{k}' (keys: {', '.join(sorted(_FILE_KEYS))})" for k in data if k not in _FILE_KEYS]
     model = model or data.get("model")
     dataset = dataset or data.get("dataset")
-    for name, path in (("model", model),):
-        if path is not None and not Path(path).exists():
-            problems.append(f"{name} '{path}' does not exist (rlzoo loads local paths only; download first)")
+    if model is not None and not Path(model).exists() and not looks_like_hub_id(model):
+        problems.append(f"model '{model}' is neither a local directory nor a hub id (owner/name)")
     given = {"dataset_split": dataset_split, "dataset_subset": dataset_subset, "eval_dataset_split": eval_dataset_split,
              "prompt_column": prompt_column, "system_prompt": system_prompt, "chat": chat}
     eval_dataset, data_options = _resolve_data(dataset, eval_dataset or data.get("eval_dataset"), data, given, problems)
@@ -213,11 +215,22 @@ def _resolve_data(
     return None if eval_dataset is None else str(eval_dataset), options
 
 
-def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, evaluate before and after, write ``summary.json`` and ``curves.png``; return the summary."""
+def run_experiment(
+    exp: Experiment, *, resume: bool = False, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Train, evaluate before and after, write ``summary.json`` and ``curves.png``; return the summary.
+
+    A model named by path or hub id is loaded by the Trainer (``TrainConfig.dtype``). An output
+    directory that already holds a run is refused unless ``resume`` (continue it) or ``overwrite``
+    (its metrics, checkpoints and final model are removed first). A resumed run's summary and plot
+    cover the whole run: the "before" evaluation is kept in ``before.json``, the curves come from
+    ``metrics.jsonl``.
+    """
     from rlzoo.plots import plot_runs
     from rlzoo.trainer import Trainer
 
+    out = Path(exp.config.output_dir)
+    _claim_output_dir(out, resume=resume, overwrite=overwrite)
     if exp.embedded:
         from rlzoo.tasks import DEFAULT
 
@@ -225,20 +238,25 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         train_rows, eval_rows = DEFAULT.train_dataset(seed=exp.config.seed), DEFAULT.eval_dataset()
         reward_funcs: Sequence[Any] = exp.reward_funcs or DEFAULT.reward_funcs
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         train_rows, eval_rows = exp.load_data()  # before the model: a data problem costs no model load
-        tokenizer = AutoTokenizer.from_pretrained(exp.model, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(exp.model, local_files_only=True)
+        model, tokenizer = exp.model, None
         reward_funcs = exp.reward_funcs or ("answer_match",)
     config = exp.config if progress else TrainConfig.from_dict({**exp.config.to_dict(), "progress": False})
     trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows)
-    before = {} if resume else trainer.evaluate() | trainer.evaluate(greedy=False)
+    main = trainer.accelerator.is_main_process
+    if resume and (out / "before.json").exists():
+        before = json.loads((out / "before.json").read_text())
+    else:
+        before = {} if resume else trainer.evaluate() | trainer.evaluate(greedy=False)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "before.json").write_text(json.dumps(before, indent=2))
     start = time.perf_counter()
     history = trainer.train(resume=resume)
     wall = time.perf_counter() - start
     after = trainer.evaluate() | trainer.evaluate(greedy=False)
-    out = Path(config.output_dir)
+    if resume:  # the steps before the resume, as logged
+        history = _logged_history(out / "metrics.jsonl")
     summary = {
         "recipe": exp.recipe.to_dict(),
         "config": config.to_dict(),
@@ -251,12 +269,36 @@ def run_experiment(exp: Experiment, *, resume: bool = False, progress: bool = Tr
         **generation_totals(history, config.prompts_per_step * config.group_size),
         "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
     }
-    if trainer.accelerator.is_main_process:
-        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(out / "final")
-        tokenizer.save_pretrained(out / "final")
+    if main:
+        trainer.model.save_pretrained(out / "final")
+        trainer.tokenizer.save_pretrained(out / "final")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_runs({exp.recipe.name: [history]}, out / "curves.png", title=f"rlzoo {exp.recipe.name}")
     return summary
+
+
+_RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "summary.json", "before.json", "curves.png")
+
+
+def _claim_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a directory that holds another run, unless resuming or overwriting it."""
+    used = [name for name in _RUN_FILES if (out / name).exists()]
+    if not used or resume:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"output directory {out} already holds a run ({', '.join(used)}); continue it with --resume, "
+            "replace it with --overwrite, or choose another --output-dir"
+        )
+    if int(os.environ.get("RANK", "0")) == 0:
+        for name in used:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _logged_history(path: Path) -> list[dict[str, Any]]:
+    """The step entries of ``metrics.jsonl`` (the whole run, after a resume)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: int) -> dict[str, float]:
@@ -356,7 +398,7 @@ def _run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}: reusing {done}", flush=True)
             return summary
     print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}", flush=True)
-    return run_experiment(exp, progress=exp.config.progress)
+    return run_experiment(exp, progress=exp.config.progress, overwrite=True)  # an interrupted run starts over
 
 
 def _jsonable(value: Any) -> Any:

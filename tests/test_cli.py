@@ -46,7 +46,7 @@ def test_train_reports_every_config_problem_before_loading(capsys) -> None:
     assert code == 2
     assert "unknown recipe 'gpro'; did you mean 'grpo'" in err
     assert "steps=0 must be >= 1" in err
-    assert "model '/nowhere' does not exist" in err
+    assert "model '/nowhere' is neither a local directory nor a hub id" in err
     assert "name both --model and --dataset" in err
 
 

@@ -129,6 +129,35 @@ def test_users_own_model_and_dataset(tmp_path) -> None:
     assert (tmp_path / "out" / "summary.json").exists()
 
 
+def _own_run(tmp_path, steps: int):
+    model, tok = tiny()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(8)))
+    return load_experiment(
+        recipe="grpo", model=str(tmp_path / "model"), dataset=str(data), eval_dataset=str(data),
+        overrides=[f"steps={steps}", "prompts_per_step=4", "group_size=2", "max_completion_length=8", "progress=false",
+                   "save_every=1", "eval_size=4", f"output_dir={tmp_path / 'out'}"],
+    )
+
+
+def test_a_used_output_dir_is_refused_unless_resumed_or_overwritten(tmp_path) -> None:
+    run_experiment(_own_run(tmp_path, 1), progress=False)
+    with pytest.raises(ConfigError, match=r"already holds a run .*--resume.*--overwrite"):
+        run_experiment(_own_run(tmp_path, 1), progress=False)
+    (tmp_path / "out" / "checkpoints" / "stale").mkdir()
+    summary = run_experiment(_own_run(tmp_path, 1), progress=False, overwrite=True)
+    assert summary["steps"] == 1 and not (tmp_path / "out" / "checkpoints" / "stale").exists()
+
+
+def test_a_resumed_run_reports_the_whole_run(tmp_path) -> None:
+    first = run_experiment(_own_run(tmp_path, 2), progress=False)
+    resumed = run_experiment(_own_run(tmp_path, 3), progress=False, resume=True)
+    assert resumed["steps"] == 3 and resumed["before"] == first["before"] != {}
+    assert resumed["generated_tokens"] > first["generated_tokens"]  # steps 1-2 counted as well as step 3
+
+
 def test_compare_table_formats_mean_and_spread() -> None:
     row = {"recipe": "agpo", "accuracy_greedy_before": (0.5, 0.0), "accuracy_greedy": (0.75, 0.05),
            "accuracy_sampled_before": (0.4, 0.0), "accuracy_sampled": (0.6, 0.1),

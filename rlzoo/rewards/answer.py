@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 from rlzoo.errors import ConfigError
 from rlzoo.registry import check, component_label
 from rlzoo.rewards import REWARD_FUNCS
+from rlzoo.text import completion_text
 
 # A number as models and datasets write it: optional sign, thousands separators, decimals, exponent.
 # The lookahead lets the scan skip non-numeric characters fast (4x on long completions).
@@ -151,11 +152,11 @@ class AnswerMatch:
         return " ".join(answer.split()) == " ".join(str(reference).split())
 
     def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[str], **columns: Any
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
     ) -> list[float | None]:
         references = _column(self, self.column, columns)
         rewards: list[float | None] = []
-        for completion, reference in zip(completions, references, strict=True):
+        for completion, reference in zip(map(completion_text, completions), references, strict=True):
             if reference is None:
                 rewards.append(None)
                 continue
@@ -200,13 +201,13 @@ class MathVerify:
             ) from exc
 
     def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[str], **columns: Any
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
     ) -> list[float | None]:
         from math_verify import parse, verify
 
         references = _column(self, self.column, columns)
         rewards: list[float | None] = []
-        for completion, reference in zip(completions, references, strict=True):
+        for completion, reference in zip(map(completion_text, completions), references, strict=True):
             gold = parse(str(reference)) if reference is not None else []
             if not gold:
                 rewards.append(None)

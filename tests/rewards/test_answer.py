@@ -130,3 +130,9 @@ def test_math_verify_equivalence() -> None:
     # 2/4 = 1/2 and 0.5 = 1/2 are equivalent; 3 != 4; an unparsable reference cannot score
     assert score(fn, completions, answers) == [1.0, 1.0, 0.0, None]
     assert fn.verifies_correctness is True
+
+
+def test_chat_completions_are_read_like_text() -> None:
+    match = build("answer_match")
+    chat = [[{"role": "assistant", "content": "so 6 apples\n#### 6"}], [{"role": "assistant", "content": "#### 7"}]]
+    assert match([[{"role": "user", "content": "q"}]] * 2, chat, answer=["... #### 6", "... #### 6"]) == [1.0, 0.0]
