@@ -31,7 +31,9 @@ takes a plain callable, a function or a callable instance, as a component withou
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import importlib.metadata
+import inspect
 import re
 import types
 import typing
@@ -208,6 +210,24 @@ def _coerce(value: Any, hint: Any) -> Any:
     return value
 
 
+def _check_fields_when_built(cls: type, label: str) -> None:
+    """Make ``cls(...)`` check its arguments' types and allowed values as ``build`` does, so a component
+    built directly (``GRPO(scale="grup")``) fails with the same named error instead of running wrong."""
+    init = cls.__init__
+    if getattr(init, "_rlzoo_checked", False):
+        return
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        given = signature.bind_partial(self, *args, **kwargs).arguments
+        given.pop(next(iter(signature.parameters)))  # self
+        init(self, **validate_params(label, cls, given))
+
+    checked_init._rlzoo_checked = True  # type: ignore[attr-defined]
+    cls.__init__ = checked_init  # type: ignore[method-assign]
+
+
 class Registry(Generic[T]):
     """Named components of one kind, with aliases, validated construction and plugins.
 
@@ -264,6 +284,7 @@ class Registry(Generic[T]):
         if is_class:  # a function is registered as it is, unchanged
             obj.component_name = name
             obj.component_kind = self.kind
+            _check_fields_when_built(obj, f"{self.kind} '{name}'")
 
     def copy(self) -> "Registry[T]":
         """An independent registry with the same entries (for tests and experiments)."""

@@ -329,3 +329,31 @@ def test_suggestions_rank_a_swap_first() -> None:
 
     assert suggest("gpro", ["gvpo", "gspo", "grpo", "agpo"])[0] == "grpo"
     assert suggest("zzzz", ["grpo"]) == []
+
+
+def test_every_component_built_directly_checks_its_fields() -> None:
+    """``GRPO(scale="grup")`` fails like ``build({"name": "grpo", "scale": "grup"})`` does, for every
+    registered component and every field (a value of the wrong type, or an option that does not exist)."""
+    import typing
+
+    from rlzoo.cli import KINDS, registry
+
+    unchecked = []
+    for kind in KINDS:
+        reg = registry(kind)
+        for name in reg.names():
+            cls = reg.get(name).cls
+            if not isinstance(cls, type):
+                continue  # a plain function has no fields
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(cls):
+                if not f.init:
+                    continue
+                hint = hints[f.name]
+                wrong = "no-such-option" if typing.get_origin(hint) is typing.Literal else object()
+                try:
+                    cls(**{f.name: wrong})
+                    unchecked.append(f"{kind}:{name}.{f.name}")
+                except ConfigError as exc:
+                    assert f"parameter '{f.name}' expects" in str(exc), exc
+    assert not unchecked, unchecked

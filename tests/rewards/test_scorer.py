@@ -164,6 +164,14 @@ def test_non_finite_reward_raises_naming_the_function(guarded, bad) -> None:
         guarded(["p0", "p1"], ["a", "b", "c", bad], {}, 2)
 
 
+def test_a_reward_that_overflows_float32_is_named_as_overflow() -> None:
+    def huge(prompts, completions, **kwargs):
+        return [1e39] * len(completions)
+
+    with pytest.raises(DataError, match=r"returned 1e\+39 for completion 0 .* overflows float32"):
+        Scorer([huge], timeout=None)(["p"], ["a"], {}, 1)
+
+
 def test_in_process_scorer_handles_the_same_misbehaviour(caplog) -> None:
     scorer = Scorer([probe], timeout=None)
     with caplog.at_level(logging.WARNING, logger="rlzoo.rewards"):
