@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "losses": ("rlzoo.losses", "POLICY_LOSSES"),
     "kl": ("rlzoo.losses", "KL_ESTIMATORS"),
     "aggregations": ("rlzoo.losses", "AGGREGATIONS"),
+    "selectors": ("rlzoo.selectors", "SELECTORS"),
     "recipes": ("rlzoo.recipes", "RECIPES"),
 }
 
@@ -72,6 +73,7 @@ def _train(args: argparse.Namespace) -> int:
         prompt_column=args.prompt_column,
         system_prompt=args.system_prompt,
         chat=args.chat,
+        lora={"r": args.lora, "alpha": 2 * args.lora} if args.lora else None,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, print once
     where = "the embedded arithmetic task and its tiny model" if exp.embedded else f"{exp.model} on {exp.dataset}"
@@ -215,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     p.add_argument("--output-dir", help="where metrics, checkpoints and plots go (default runs/rlzoo)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")
+    p.add_argument("--lora", type=int, metavar="R",
+                   help="train LoRA adapters of rank R (alpha 2R) on every linear layer; the reference policy is "
+                        "the base model. A config file's lora: section sets r, alpha, dropout, target_modules, merge")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run already in the output dir (its metrics, checkpoints and final model)")
     p.set_defaults(func=_train)

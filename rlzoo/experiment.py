@@ -26,6 +26,7 @@ from rlzoo.recipes import Recipe
 from rlzoo.registry import dataclass_params
 from rlzoo.rewards import resolve_rewards
 from rlzoo.trainer import TrainConfig
+from rlzoo.trainer.setup import lora_config
 
 # Trainer knobs for the embedded task: a full run finishes in a few minutes on two CPU cores.
 EMBEDDED_CONFIG: dict[str, Any] = {
@@ -42,7 +43,7 @@ EMBEDDED_CONFIG: dict[str, Any] = {
 }
 
 _TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}
-_FILE_KEYS = {"recipe", "model", "dataset", "eval_dataset", "reward_funcs", "train",
+_FILE_KEYS = {"recipe", "model", "dataset", "eval_dataset", "reward_funcs", "train", "lora",
               "dataset_split", "dataset_subset", "eval_dataset_split", "prompt_column", "system_prompt", "chat"}
 # how the dataset is read and shaped (rlzoo.data.load_prompts): option -> its type
 _DATA_OPTIONS: dict[str, type] = {"dataset_split": str, "dataset_subset": str, "eval_dataset_split": str,
@@ -65,6 +66,7 @@ class Experiment:
     prompt_column: str = "prompt"
     system_prompt: str | None = None
     chat: bool = False
+    lora: Mapping[str, Any] | None = None  # a config file's lora: section (rlzoo.trainer.setup.lora_config)
 
     @property
     def embedded(self) -> bool:
@@ -103,6 +105,7 @@ def load_experiment(
     prompt_column: str | None = None,
     system_prompt: str | None = None,
     chat: bool | None = None,
+    lora: Mapping[str, Any] | None = None,
 ) -> Experiment:
     """Combine a config file, command-line values and ``key=value`` overrides; report every problem at once.
 
@@ -164,6 +167,12 @@ def load_experiment(
         config = TrainConfig.from_dict(train_values)
     except ConfigError as exc:
         problems.append(str(exc))
+    lora_spec = lora if lora is not None else data.get("lora")
+    if lora_spec is not None:
+        try:
+            lora_config(lora_spec if isinstance(lora_spec, Mapping) else {})
+        except ConfigError as exc:
+            problems.append(str(exc))
     if problems:
         raise ConfigError("the run cannot start:\n  - " + "\n  - ".join(problems))
     assert built_recipe is not None and config is not None
@@ -174,6 +183,7 @@ def load_experiment(
         dataset=dataset,
         eval_dataset=eval_dataset,
         reward_funcs=reward_funcs,
+        lora=lora_spec,
         **data_options,
     )
 
@@ -242,7 +252,9 @@ def run_experiment(
         model, tokenizer = exp.model, None
         reward_funcs = exp.reward_funcs or ("answer_match",)
     config = exp.config if progress else TrainConfig.from_dict({**exp.config.to_dict(), "progress": False})
-    trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows)
+    peft_config = None if exp.lora is None else lora_config(exp.lora)
+    trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows,
+                      peft_config=peft_config)
     main = trainer.accelerator.is_main_process
     if resume and (out / "before.json").exists():
         before = json.loads((out / "before.json").read_text())
@@ -270,14 +282,17 @@ def run_experiment(
         "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
     }
     if main:
-        trainer.model.save_pretrained(out / "final")
+        trainer.model.save_pretrained(out / "final")  # with LoRA: the adapter
         trainer.tokenizer.save_pretrained(out / "final")
+        if exp.lora is not None and exp.lora.get("merge"):
+            trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
+            trainer.tokenizer.save_pretrained(out / "final-merged")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         plot_runs({exp.recipe.name: [history]}, out / "curves.png", title=f"rlzoo {exp.recipe.name}")
     return summary
 
 
-_RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "summary.json", "before.json", "curves.png")
+_RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "final-merged", "summary.json", "before.json", "curves.png")
 
 
 def _claim_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:

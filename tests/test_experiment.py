@@ -240,3 +240,23 @@ def test_dataset_problems_reported_with_the_others(tmp_path) -> None:
     data = _gsm8k_parquet(tmp_path / "train.parquet")
     with pytest.raises(ConfigError, match=r"eval_dataset '.*train.parquet' is one file, so its one split is 'train'"):
         load_experiment(model=str(tmp_path), dataset=str(data), eval_dataset_split="test")
+
+
+def test_a_lora_run_from_a_config_file_saves_the_adapter_and_the_merged_model(tmp_path) -> None:
+    pytest.importorskip("peft")
+    model, tok = tiny()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(8)))
+    (tmp_path / "run.yaml").write_text(
+        f"model: {tmp_path / 'model'}\ndataset: {data}\nrecipe: grpo\n"
+        "lora: {r: 4, alpha: 8, merge: true}\n"
+        f"train: {{steps: 1, prompts_per_step: 4, group_size: 2, max_completion_length: 8, progress: false, "
+        f"output_dir: {tmp_path / 'out'}}}\n"
+    )
+    run_experiment(load_experiment(config_file=tmp_path / "run.yaml"), progress=False)
+    assert (tmp_path / "out" / "final" / "adapter_config.json").exists()
+    assert (tmp_path / "out" / "final-merged" / "config.json").exists()
+    with pytest.raises(ConfigError, match=r"lora: unknown key\(s\) rank"):
+        load_experiment(config_file=tmp_path / "run.yaml", overrides=[], lora={"rank": 4})

@@ -2,7 +2,8 @@
 
 Layout under ``<output_dir>/checkpoints``::
 
-    step-000010/            model.safetensors, optimizer.pt, rng-<rank>.pt, state.json
+    step-000010/            model.safetensors (the trainable parameters: all, or the LoRA adapters),
+                            optimizer.pt, rng-<rank>.pt, state.json
     latest                  the name of the newest complete checkpoint
 
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is replaced
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 
 from rlzoo.errors import ConfigError
 
@@ -51,6 +52,11 @@ _FILES = ("model.safetensors", "optimizer.pt", "state.json")
 def complete(path: Path) -> bool:
     """Whether ``path`` holds a whole checkpoint (``state.json`` is written last, before the rename)."""
     return all((path / f).is_file() for f in _FILES) and any(path.glob("rng-*.pt"))
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that train (all of them, or only the adapters with LoRA), by name, for saving."""
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def save_checkpoint(
@@ -86,7 +92,7 @@ def save_checkpoint(
     barrier()
     torch.save(rng_state(), tmp / f"rng-{rank}.pt")
     if is_main:
-        save_model(model, str(tmp / "model.safetensors"))
+        save_file(trainable_state(model), str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     barrier()
@@ -130,7 +136,14 @@ def load_checkpoint(
     missing = [f for f in needed if not (path / f).exists()]
     if missing:
         raise ConfigError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
-    load_model(model, str(path / "model.safetensors"))
+    saved = load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device))
+    missing = sorted(set(trainable_state(model)) - set(saved))
+    if missing:
+        raise ConfigError(
+            f"checkpoint {path} does not hold {len(missing)} of the parameters this model trains (first: "
+            f"{missing[0]}); it was written for another model or another set of adapters"
+        )
+    model.load_state_dict(saved, strict=False)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     set_rng_state(torch.load(path / f"rng-{rank}.pt", weights_only=True))
     return json.loads((path / "state.json").read_text())

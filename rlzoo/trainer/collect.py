@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from rlzoo.recipes import Parts
 from rlzoo.rewards import Scorer, Scores
@@ -140,7 +140,7 @@ class Collector:
         self.eos, self.max_positions = eos, max_positions
         self._warned_truncation = False
 
-    def __call__(self, model: PreTrainedModel, timer: Timer, step: int) -> StepData:
+    def __call__(self, model: torch.nn.Module, timer: Timer, step: int) -> StepData:
         per_process = self.config.prompts_per_step // self.processes.world
         refill = self.parts.refill_rounds
         pieces: list[StepData] = []
@@ -176,7 +176,7 @@ class Collector:
         return StepData(data.rollout, data.groups.replace(mask=mask), data.keep, metrics)
 
     def _round(
-        self, model: PreTrainedModel, rows: list[dict[str, Any]], timer: Timer, step: int
+        self, model: torch.nn.Module, rows: list[dict[str, Any]], timer: Timer, step: int
     ) -> tuple[StepData, Tensor]:
         """One round of generation and scoring; also which groups survive the drop-mode filters."""
         cfg, g = self.config, self.config.group_size

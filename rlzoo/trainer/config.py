@@ -59,6 +59,9 @@ class TrainConfig:
     mask_truncated_completions: bool = False
     verifier: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+    logprobs_from_hidden: bool = True
+    reward_aggregation: Literal["sum", "normalize_then_sum"] = "sum"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     cpu_threads: int | None = None
     reward_weights: tuple[float, ...] | None = None

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
 from rlzoo.rewards import Scorer
@@ -24,7 +24,7 @@ _SUMS = ("reward", "length", "truncated", "correct", "all_correct", "all_wrong",
 
 @torch.no_grad()
 def evaluate(
-    model: PreTrainedModel,
+    model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[dict[str, Any]],
     *,

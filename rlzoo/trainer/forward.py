@@ -1,10 +1,17 @@
-"""Log-probs (and entropy) of completion tokens under a model, at the sampling temperature.
+"""Log-probs (and entropy) of completion tokens under the policy or the reference, at the sampling temperature.
 
-The policy and the reference model are both prepared by ``accelerate``, so both forwards run in
-the same precision and autocast: at step 0 the policy's and the reference's log-probs are the same
-numbers and the KL is exactly 0, in fp32 and bf16 alike.
+Where it is exact, the log-probs come from the final hidden states through the LM head in
+vocabulary chunks (:func:`rlzoo.losses.token_logprobs_from_hidden`), so a 152k vocabulary never
+materialises ``[b, t, v]`` logits; otherwise from the model's logits. The policy, old and reference
+log-probs all take the same path under the same autocast, so at step 0 the policy's and the
+reference's log-probs are the same numbers and the KL is exactly 0, in fp32 and bf16 alike. The
+reference is a frozen model, or (with LoRA) the policy with its adapters disabled.
 """
 
+import contextlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -15,48 +22,129 @@ from rlzoo import losses
 from rlzoo.trainer.batching import StepBatch
 from rlzoo.trainer.engines import Rollout
 
+logger = logging.getLogger("rlzoo.trainer")
 
-def completion_logp(
-    model: torch.nn.Module, batch: StepBatch, temperature: float, entropy: bool = False
-) -> tuple[Float[Tensor, "b t"], Float[Tensor, "b t"] | None]:
-    """Per-token log-probs of ``batch``'s completions (and the policy's entropy at each position)."""
+_SCALED_LOGITS = ("final_logit_softcapping", "logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def hidden_state_problem(model: torch.nn.Module) -> str | None:
+    """Why log-probs from hidden states would not equal the model's own (None: they do).
+
+    The head must be a bias-free linear layer applied to the decoder's output, with no soft-capping
+    or scaling of the logits in the config; a probe then compares both paths on a few tokens.
+    """
+    config = model.config
+    for name in _SCALED_LOGITS:
+        value = getattr(config, name, None)
+        if value is not None and value != 1:
+            return f"the model scales or caps its logits (config.{name}={value})"
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear) or head.bias is not None:
+        return f"its head is not a bias-free linear layer ({type(head).__name__})"
+    try:
+        model.get_decoder()
+    except (AttributeError, NotImplementedError) as exc:
+        return f"its decoder cannot be reached ({exc})"
+    device = next(model.parameters()).device
+    ids = torch.arange(6, device=device)[None] % head.out_features
+    batch = StepBatch(ids, torch.ones_like(ids, dtype=torch.bool), torch.ones((1, 3), dtype=torch.bool, device=device),
+                      torch.zeros(1, device=device), torch.zeros(1, device=device), torch.zeros(1, dtype=torch.long, device=device))
+    was_training = model.training
+    model.eval()  # no dropout in the comparison
+    with torch.no_grad():
+        want = _from_logits(model, batch, 1.0, False)[0]
+        got = _from_hidden(model, batch, 1.0, False)[0]
+    model.train(was_training)
+    gap = float((want - got).abs().max())
+    return None if gap <= 1e-4 else f"a probe disagrees with the model's logits by {gap:.2g}"
+
+
+def _positions(batch: StepBatch) -> Tensor:
+    return (batch.attention_mask.long().cumsum(1) - 1).clamp_min(0)
+
+
+def _from_logits(model: torch.nn.Module, batch: StepBatch, temperature: float, entropy: bool) -> tuple[Tensor, Any]:
     t = batch.completion_len
-    position_ids = (batch.attention_mask.long().cumsum(1) - 1).clamp_min(0)
-    out = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask.long(),
-        position_ids=position_ids,
-        logits_to_keep=t + 1,
-        use_cache=False,
-    )
-    logits = out.logits[:, :-1].float()
-    result = losses.token_logprobs(logits, batch.input_ids[:, -t:], temperature=temperature or 1.0, entropy=entropy)
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), position_ids=_positions(batch),
+                logits_to_keep=t + 1, use_cache=False)
+    result = losses.token_logprobs(out.logits[:, :-1].float(), batch.input_ids[:, -t:], temperature=temperature,
+                                   entropy=entropy)
     return result.logp, result.entropy
 
 
-@torch.no_grad()
-def detached_logp(
-    model: torch.nn.Module, batch: StepBatch, chunks: list[Tensor], temperature: float
-) -> Float[Tensor, "b t"]:
-    """Log-probs of every row of ``batch`` without a graph, computed micro-batch by micro-batch."""
-    if not chunks:
-        return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
-    return torch.cat([completion_logp(model, batch.select(c), temperature)[0] for c in chunks])
+def _from_hidden(model: torch.nn.Module, batch: StepBatch, temperature: float, entropy: bool) -> tuple[Tensor, Any]:
+    t = batch.completion_len
+    out = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(),
+                              position_ids=_positions(batch), use_cache=False)
+    hidden = out.last_hidden_state[:, -t - 1 : -1]
+    device = hidden.device.type
+    # the head's matmul in the precision the model's own head runs in (autocast's, where it is on)
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    with torch.autocast(device, enabled=False):
+        weight = model.get_output_embeddings().weight
+        result = losses.token_logprobs_from_hidden(hidden.to(dtype), weight.to(dtype), batch.input_ids[:, -t:],
+                                                   temperature=temperature, entropy=entropy)
+    return result.logp, result.entropy
+
+
+class LogProbs:
+    """Completion log-probs of the policy (with a graph) and, detached, of the policy or the reference.
+
+    Args:
+        model: the policy (a PEFT model when ``adapters_as_reference``).
+        autocast: the run's autocast context (``accelerator.autocast``).
+        reference: a frozen reference model, or None.
+        adapters_as_reference: the reference is ``model`` with its adapters disabled (LoRA).
+        hidden_states: compute from the final hidden states where :func:`hidden_state_problem`
+            finds nothing (one log line says why not otherwise).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        autocast: Callable[[], AbstractContextManager[Any]],
+        *,
+        reference: torch.nn.Module | None = None,
+        adapters_as_reference: bool = False,
+        hidden_states: bool = True,
+    ) -> None:
+        self.model, self.autocast, self.reference = model, autocast, reference
+        self.adapters_as_reference = adapters_as_reference
+        problem = hidden_state_problem(model) if hidden_states else None
+        if problem is not None:
+            logger.info("log-probs from the model's logits, not its hidden states: %s", problem)
+        self.from_hidden = hidden_states and problem is None
+        self._compute = _from_hidden if self.from_hidden else _from_logits
+
+    def policy(
+        self, batch: StepBatch, temperature: float, entropy: bool = False
+    ) -> tuple[Float[Tensor, "b t"], Float[Tensor, "b t"] | None]:
+        """Per-token log-probs of ``batch``'s completions under the policy (and its entropy)."""
+        with self.autocast():
+            return self._compute(self.model, batch, temperature or 1.0, entropy)
+
+    @torch.no_grad()
+    def detached(
+        self, batch: StepBatch, chunks: list[Tensor], temperature: float, *, reference: bool = False
+    ) -> Float[Tensor, "b t"]:
+        """Log-probs of every row of ``batch`` without a graph, micro-batch by micro-batch, under the
+        policy or (``reference``) the reference."""
+        if not chunks:
+            return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
+        model = self.reference if reference and self.reference is not None else self.model
+        off = self.model.disable_adapter() if reference and self.adapters_as_reference else contextlib.nullcontext()
+        with off, self.autocast():
+            return torch.cat([self._compute(model, batch.select(c), temperature or 1.0, False)[0] for c in chunks])
 
 
 def sequence_kl(
-    policy: torch.nn.Module,
-    reference: torch.nn.Module,
-    estimator: Any,
-    temperature: float,
-    micro_batch_size: int,
-    rollout: Rollout,
+    logprobs: LogProbs, estimator: Any, temperature: float, micro_batch_size: int, rollout: Rollout
 ) -> Float[Tensor, " m"]:
     """The reward-side KL penalty: per completion, the sum over its tokens of ``estimator(logp, ref_logp)``."""
     batch = rollout_batch(rollout)
     chunks = list(batch.rows().split(micro_batch_size))
-    logp = detached_logp(policy, batch, chunks, temperature)
-    ref = detached_logp(reference, batch, chunks, temperature)
+    logp = logprobs.detached(batch, chunks, temperature)
+    ref = logprobs.detached(batch, chunks, temperature, reference=True)
     return estimator(logp, ref).where(rollout.completion_mask, 0.0).sum(1)
 
 

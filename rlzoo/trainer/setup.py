@@ -3,6 +3,7 @@
 import copy
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,37 @@ def check_verdict(parts: Parts, recipe_name: str, scorer: Scorer) -> None:
             f"name one with TrainConfig verifier=... (one of {', '.join(scorer.names)}; its reward > 0 means "
             "correct), or use a reward function that declares verifies_correctness = True"
         )
+
+
+def adapt(model: torch.nn.Module, peft_config: Any | None, gradient_checkpointing: bool) -> torch.nn.Module:
+    """The model to train: with adapters when ``peft_config`` is given, with gradient checkpointing if asked."""
+    if peft_config is not None:
+        try:
+            import peft
+        except ImportError as exc:
+            raise ConfigError("Trainer: peft_config needs the peft package (pip install peft, or rlzoo[lora])") from exc
+        model = peft.get_peft_model(model, peft_config)
+    if gradient_checkpointing:
+        # non-reentrant: gradients reach the adapters without enable_input_require_grads; the training
+        # forwards pass use_cache=False, and generation (eval mode) keeps its KV cache
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def lora_config(spec: Mapping[str, Any]) -> Any:
+    """A ``peft.LoraConfig`` from a config file's ``lora:`` section (``r``, ``alpha``, ``dropout``,
+    ``target_modules``; default all linear layers)."""
+    known = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+    unknown = sorted(set(spec) - set(known) - {"merge"})
+    if unknown:
+        raise ConfigError(f"lora: unknown key(s) {', '.join(unknown)} (keys: {', '.join([*known, 'merge'])})")
+    try:
+        import peft
+    except ImportError as exc:
+        raise ConfigError("lora: needs the peft package (pip install peft, or rlzoo[lora])") from exc
+    values = known | {k: v for k, v in spec.items() if k != "merge"}
+    return peft.LoraConfig(r=values["r"], lora_alpha=values["alpha"], lora_dropout=values["dropout"],
+                           target_modules=values["target_modules"], task_type="CAUSAL_LM")
 
 
 def reference_copy(model: PreTrainedModel) -> PreTrainedModel:

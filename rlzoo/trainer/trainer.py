@@ -30,7 +30,7 @@ from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes, StopFlag
 from rlzoo.trainer.engines import Generator, build_generator
 from rlzoo.trainer.engines.base import eos_token_ids
-from rlzoo.trainer.forward import sequence_kl
+from rlzoo.trainer.forward import LogProbs, sequence_kl
 from rlzoo.trainer.metrics import EmptySteps, MetricsFile, Timer, advantage_metrics, postfix, reduce_metrics
 from rlzoo.trainer.sampler import PromptSampler
 from rlzoo.trainer.update import NonFiniteUpdate, Updater
@@ -52,6 +52,8 @@ class Trainer:
         config: trainer knobs.
         eval_dataset: held-out prompts for periodic evaluation (accuracy and completion length).
         generator: the rollout engine; by default the one ``config.generator`` names.
+        peft_config: a ``peft`` config (e.g. ``LoraConfig``, TRL's argument name): only the adapters
+            train, and the reference policy is the model with its adapters disabled (no copy).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Trainer:
         config: TrainConfig | None = None,
         eval_dataset: Sequence[dict[str, Any]] | Any | None = None,
         generator: Generator | None = None,
+        peft_config: Any | None = None,
     ) -> None:
         self.config = cfg = config or TrainConfig()
         self.recipe = recipes.build(recipe)
@@ -74,7 +77,7 @@ class Trainer:
         weights = list(cfg.reward_weights) if cfg.reward_weights else None
         funcs = reward_funcs if isinstance(reward_funcs, Mapping) else list(reward_funcs)
         self.scorer = Scorer(funcs, weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers,
-                             verifier=cfg.verifier)
+                             combine=cfg.reward_aggregation, verifier=cfg.verifier)
         setup.check_verdict(parts, self.recipe.name, self.scorer)
         self.accelerator = acc = Accelerator(
             cpu=setup.cpu_only(), mixed_precision=setup.mixed_precision(cfg), log_with=list(cfg.report_to) or None,
@@ -92,14 +95,18 @@ class Trainer:
                 setup.check_data_fits_tokenizer(data, self.tokenizer, name)
         self.eos = eos_token_ids(self.tokenizer, model)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        model = setup.adapt(model, peft_config, cfg.gradient_checkpointing)
         self.generator = generator or build_generator(cfg.generator, model)
         needs_ref = parts.objective.needs_ref_logp or parts.reward_kl is not None
-        ref_model = setup.reference_copy(model) if needs_ref else None
+        ref_model = setup.reference_copy(model) if needs_ref and peft_config is None else None
         # Both models are placed and put under the run's autocast alike; gradients are summed across
         # processes by the update (rlzoo.trainer.update), not by a DDP wrapper.
         self.model = acc.prepare_model(model, evaluation_mode=True)
         self.optimizer = acc.prepare_optimizer(setup.optimizer(self.model, cfg))
         self.ref_model = None if ref_model is None else acc.prepare_model(ref_model, evaluation_mode=True)
+        self.logprobs = LogProbs(self.model, acc.autocast, reference=self.ref_model,
+                                 adapters_as_reference=needs_ref and peft_config is not None,
+                                 hidden_states=cfg.logprobs_from_hidden)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.output_dir = Path(cfg.output_dir)
         self.metrics_file = MetricsFile(self.output_dir / "metrics.jsonl")
@@ -110,11 +117,11 @@ class Trainer:
             generator=self.generator, scorer=self.scorer, parts=parts, tokenizer=self.tokenizer,
             sampler=self.sampler, processes=self.processes, config=cfg, eos=self.eos, max_positions=self.max_positions,
             reward_kl=None if parts.reward_kl is None else functools.partial(
-                sequence_kl, self.model, self.ref_model, parts.reward_kl, cfg.temperature, cfg.micro_batch_size
+                sequence_kl, self.logprobs, parts.reward_kl, cfg.temperature, cfg.micro_batch_size
             ),
         )
         self.update = Updater(
-            accelerator=acc, processes=self.processes, model=self.model, ref_model=self.ref_model,
+            accelerator=acc, processes=self.processes, model=self.model, logprobs=self.logprobs,
             optimizer=self.optimizer, objective=parts.objective, config=cfg,
         )
         self.step = 0

@@ -20,7 +20,7 @@ from rlzoo.errors import DataError
 from rlzoo.trainer.batching import StepBatch, micro_batches, mini_batches
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
-from rlzoo.trainer.forward import completion_logp, detached_logp
+from rlzoo.trainer.forward import LogProbs
 from rlzoo.trainer.metrics import ADDITIVE
 from rlzoo.types import PolicyBatch
 
@@ -50,12 +50,12 @@ class Updater:
         accelerator: Accelerator,
         processes: Processes,
         model: torch.nn.Module,
-        ref_model: torch.nn.Module | None,
+        logprobs: LogProbs,
         optimizer: torch.optim.Optimizer,
         objective: Any,
         config: TrainConfig,
     ) -> None:
-        self.accelerator, self.processes, self.model, self.ref_model = accelerator, processes, model, ref_model
+        self.accelerator, self.processes, self.model, self.logprobs = accelerator, processes, model, logprobs
         self.optimizer, self.objective, self.config = optimizer, objective, config
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.touched = False
@@ -80,9 +80,9 @@ class Updater:
         everything = self._chunks(batch, batch.rows())
         old_logp = ref_logp = None
         if cfg.passes > 1 or cfg.mini_batches > 1:  # later optimiser steps are off-policy
-            old_logp = detached_logp(self.model, batch, everything, temperature)
+            old_logp = self.logprobs.detached(batch, everything, temperature)
         if self.objective.needs_ref_logp:
-            ref_logp = detached_logp(self.ref_model, batch, everything, temperature)
+            ref_logp = self.logprobs.detached(batch, everything, temperature, reference=True)
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.passes):
@@ -107,7 +107,7 @@ class Updater:
         totals = totals.map(self.processes.sum)
         sums: dict[str, float] = {}
         for c in chunks:
-            logp, entropy = completion_logp(self.model, batch.select(c), self.config.temperature, objective.needs_entropy)
+            logp, entropy = self.logprobs.policy(batch.select(c), self.config.temperature, objective.needs_entropy)
             mb = self._policy_batch(
                 batch, c, logp,
                 old_logp=None if old_logp is None else old_logp[c],

@@ -1,6 +1,6 @@
 """Rollout engines behind one :class:`Generator` protocol: Hugging Face ``generate`` and the lean loop."""
 
-from transformers import PreTrainedModel
+import torch
 
 from rlzoo.trainer.engines.base import Generator, Rollout
 from rlzoo.trainer.engines.hf import HFGenerator
@@ -9,7 +9,7 @@ from rlzoo.trainer.engines.lean import LeanGenerator
 __all__ = ["Generator", "HFGenerator", "LeanGenerator", "Rollout", "build_generator"]
 
 
-def build_generator(name: str, model: PreTrainedModel) -> Generator:
+def build_generator(name: str, model: torch.nn.Module) -> Generator:
     """The engine ``TrainConfig.generator`` names, checked against ``model`` (the lean loop is Llama-only)."""
     if name == "lean":
         LeanGenerator.check(model)

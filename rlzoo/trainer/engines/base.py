@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError, DataError
 from rlzoo.text import is_chat
@@ -49,7 +49,7 @@ class Prompts:
     eos_token_ids: tuple[int, ...]
 
 
-def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel | None = None) -> tuple[int, ...]:
+def eos_token_ids(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module | None = None) -> tuple[int, ...]:
     """Every token that ends a completion: the tokenizer's EOS and those of the model's generation
     config (Qwen's lists two), the tokenizer's first."""
     ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
@@ -120,7 +120,7 @@ class Generator(Protocol):
 
     def __call__(
         self,
-        model: PreTrainedModel,
+        model: torch.nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         prompts: Prompts,
         *,

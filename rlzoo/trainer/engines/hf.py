@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from rlzoo.trainer.engines.base import Prompts, Rollout, rollout_from_ids
 
@@ -14,7 +14,7 @@ class HFGenerator:
 
     def __call__(
         self,
-        model: PreTrainedModel,
+        model: torch.nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         prompts: Prompts,
         *,

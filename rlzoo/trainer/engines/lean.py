@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
 from rlzoo.trainer.engines.base import Prompts, Rollout, rollout_from_ids
@@ -84,7 +84,7 @@ class LeanGenerator:
     """
 
     @staticmethod
-    def check(model: PreTrainedModel) -> None:
+    def check(model: torch.nn.Module) -> None:
         """Raise a ConfigError naming HFGenerator unless this loop reproduces ``model``'s layers."""
         model_type = model.config.model_type
         if model_type not in SUPPORTED:
@@ -95,7 +95,7 @@ class LeanGenerator:
 
     def __call__(
         self,
-        model: PreTrainedModel,
+        model: torch.nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         prompts: Prompts,
         *,
@@ -120,7 +120,7 @@ class LeanGenerator:
 
 
 def sample(
-    model: PreTrainedModel,
+    model: torch.nn.Module,
     prompt_ids: Int[Tensor, "n p"],
     prompt_mask: Bool[Tensor, "n p"],
     *,
@@ -261,9 +261,11 @@ def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
-def _weights(model: PreTrainedModel, positions: int) -> _Weights:
+def _weights(model: torch.nn.Module, positions: int) -> _Weights:
     """The model's weights in the fused layout, and RoPE tables for ``positions`` positions."""
     LeanGenerator.check(model)
+    if hasattr(model, "get_base_model"):  # PEFT: the adapted layers, read through _linear below
+        model = model.get_base_model()
     config = model.config
     base = model.model
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
@@ -279,6 +281,12 @@ def _weights(model: PreTrainedModel, positions: int) -> _Weights:
     def cat(*parts: Tensor | None) -> Tensor | None:
         return None if parts[0] is None else torch.cat([p.detach() for p in parts])
 
+    def w(linear: torch.nn.Module) -> Tensor:
+        return _linear(linear)[0]
+
+    def b(linear: torch.nn.Module) -> Tensor | None:
+        return _linear(linear)[1]
+
     layers = []
     for block in base.layers:
         att, mlp = block.self_attn, block.mlp
@@ -286,22 +294,22 @@ def _weights(model: PreTrainedModel, positions: int) -> _Weights:
         layers.append(
             _Layer(
                 norm1=block.input_layernorm.weight.detach(),
-                qkv=cat(q.weight, rotate_rows(q.weight, heads), k.weight, rotate_rows(k.weight, kv_heads), v.weight),
-                qkv_bias=cat(q.bias, rotate_rows(q.bias, heads), k.bias, rotate_rows(k.bias, kv_heads), v.bias),
-                out=att.o_proj.weight.detach(),
-                out_bias=cat(att.o_proj.bias),
+                qkv=cat(w(q), rotate_rows(w(q), heads), w(k), rotate_rows(w(k), kv_heads), w(v)),
+                qkv_bias=cat(b(q), rotate_rows(b(q), heads), b(k), rotate_rows(b(k), kv_heads), b(v)),
+                out=w(att.o_proj).detach(),
+                out_bias=cat(b(att.o_proj)),
                 norm2=block.post_attention_layernorm.weight.detach(),
-                gate_up=cat(mlp.gate_proj.weight, mlp.up_proj.weight),
-                gate_up_bias=cat(mlp.gate_proj.bias, mlp.up_proj.bias),
-                down=mlp.down_proj.weight.detach(),
-                down_bias=cat(mlp.down_proj.bias),
+                gate_up=cat(w(mlp.gate_proj), w(mlp.up_proj)),
+                gate_up_bias=cat(b(mlp.gate_proj), b(mlp.up_proj)),
+                down=w(mlp.down_proj).detach(),
+                down_bias=cat(b(mlp.down_proj)),
             )
         )
     embed = base.embed_tokens.weight.detach()
     cos, sin = base.rotary_emb(embed, torch.arange(positions, device=embed.device)[None])
     return _Weights(
         embed=embed,
-        head=model.lm_head.weight.detach(),
+        head=w(model.lm_head).detach(),
         norm=base.norm.weight.detach(),
         layers=tuple(layers),
         cos=cos[0],
@@ -312,3 +320,17 @@ def _weights(model: PreTrainedModel, positions: int) -> _Weights:
         head_dim=head_dim,
         act=base.layers[0].mlp.act_fn,
     )
+
+
+def _linear(module: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
+    """The weight and bias a linear layer applies: a LoRA layer's base weight plus its active adapters'
+    deltas (unless they are disabled or merged), so the loop samples from the adapted model."""
+    base = getattr(module, "base_layer", None)
+    if base is None:
+        return module.weight, module.bias
+    weight = base.weight
+    if not getattr(module, "disable_adapters", False) and not getattr(module, "merged", False):
+        for name in module.active_adapters:
+            if name in module.lora_A:
+                weight = weight + module.get_delta_weight(name)
+    return weight, base.bias
