@@ -13,6 +13,7 @@ _SUBMODULES = (
     "advantages",
     "rewards",
     "losses",
+    "selectors",
     "recipes",
     "registry",
     "types",

@@ -28,6 +28,8 @@ __all__ = [
     "PolicyBatch",
     "PolicyObjective",
     "RewardShaper",
+    "Selection",
+    "TokenSelector",
     "ensure_finite",
 ]
 
@@ -190,6 +192,13 @@ class PolicyBatch:
         rewards: the sequence rewards, for objectives that regress on them (GVPO).
         group_ids: which group (prompt) of the optimiser step each sequence belongs to.
         totals: normalisers of the whole optimiser step; None means this batch is the whole step.
+        rollout_logp: log-probs of the sampled tokens as the inference engine reported them when it
+            sampled (vLLM's), when the generator returns them; parts that read them
+            (``Objective.needs_rollout_logp``) fall back to ``old_logp`` when None.
+        entropy_threshold: the entropy quantile of the whole optimiser step (every micro-batch and
+            process) that top-ρ entropy selection keeps tokens above, computed by
+            ``Objective.entropy_threshold`` (``+inf`` when the step has no counted token); None: each
+            micro-batch's own quantile is used (see ``rlzoo.selectors``).
     """
 
     logp: Float[Tensor, "b t"]
@@ -201,10 +210,12 @@ class PolicyBatch:
     rewards: Float[Tensor, " b"] | None = None
     group_ids: Int[Tensor, " b"] | None = None
     totals: LossTotals | None = None
+    rollout_logp: Float[Tensor, "b t"] | None = None
+    entropy_threshold: Float[Tensor, ""] | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.logp.shape)
-        for name in ("old_logp", "mask", "ref_logp", "entropy"):
+        for name in ("old_logp", "mask", "ref_logp", "entropy", "rollout_logp"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
                 raise DataError(
@@ -221,10 +232,12 @@ class PolicyBatch:
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape[:1]:
                 raise DataError(f"PolicyBatch: {name} must be [b] = [{shape[0]}], got {tuple(value.shape)}")
-        for name in ("logp", "old_logp", "ref_logp"):
+        for name in ("logp", "old_logp", "ref_logp", "rollout_logp"):
             value = getattr(self, name)
             if value is not None:
                 ensure_finite(value.detach(), self.mask, "PolicyBatch", name)
+        if self.entropy_threshold is not None and bool(torch.isnan(self.entropy_threshold)):
+            raise DataError("PolicyBatch: entropy_threshold is NaN; pass +inf when the step has no counted token")
         ensure_finite(
             self.advantages.detach(),
             self.mask if self.advantages.ndim == 2 else None,
@@ -247,6 +260,35 @@ class LossOutput:
 
     loss: Float[Tensor, ""]
     metrics: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a token selector returns: the counted tokens that keep their policy loss, and metrics.
+
+    Args:
+        keep: True where the token's policy loss counts; always False where the batch's mask is.
+        metrics: detached scalar tensors (micro-batch means; NaN when there is nothing to measure).
+    """
+
+    keep: Bool[Tensor, "b t"]
+    metrics: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TokenSelector(Protocol):
+    """``batch -> Selection``: which counted tokens keep their per-token policy loss.
+
+    The :class:`~rlzoo.losses.Objective` multiplies the policy loss by the keep mask of every
+    selector (their AND); loss denominators still count every token of the mask, and the KL term is
+    never masked. Optional class markers (absent = False): ``needs_entropy`` (reads
+    ``batch.entropy``), ``needs_entropy_threshold`` (reads ``batch.entropy_threshold`` and offers
+    ``threshold(entropies) -> Tensor`` to compute it over the whole step), ``uses_rollout_logp``
+    (reads ``batch.rollout_logp`` when given), ``masks_entropy_bonus`` (its keep mask also gates the
+    entropy bonus).
+    """
+
+    def __call__(self, batch: PolicyBatch) -> Selection: ...
 
 
 @runtime_checkable

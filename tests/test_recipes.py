@@ -1,5 +1,7 @@
 """Recipes are plain compositions: each builds, prints, round-trips and takes overrides."""
 
+import math
+
 import pytest
 import yaml
 
@@ -8,10 +10,18 @@ from rlzoo.errors import ConfigError
 from rlzoo.recipes import RECIPES, Recipe
 
 PAPER_RECIPES = ["grpo", "dr_grpo", "agpo", "agpo_v3", "rloo", "reinforce_rej", "dapo", "gspo", "cispo", "gvpo"]
+# ALGORITHMS.md Part II
+PART_II_RECIPES = ["maxrl", "lite_ppo", "raft_pp", "grpo_trl", "gmpo", "dppo", "clip_cov", "kl_cov", "luspo", "vespo"]
 
 
 def test_every_recipe_of_the_spec_is_registered() -> None:
-    assert set(PAPER_RECIPES) <= set(RECIPES.names())
+    assert set(PAPER_RECIPES + PART_II_RECIPES) <= set(RECIPES.names())
+
+
+@pytest.mark.parametrize("name", PAPER_RECIPES + PART_II_RECIPES)
+def test_paper_recipes_name_their_paper(name: str) -> None:
+    summary = RECIPES.get(name).summary
+    assert "arXiv" in summary or "TRL" in summary, summary
 
 
 @pytest.mark.parametrize("name", RECIPES.names())
@@ -78,3 +88,74 @@ def test_run_values_are_resolved_from_the_context() -> None:
     assert recipes.resolve({"a": ["$x*0.5", "y"]}, {"x": 9}) == {"a": [4, "y"]}  # round(4.5) = 4
     with pytest.raises(ConfigError, match=r"'\$budget' refers to an unknown run value; known: x"):
         recipes.resolve("$budget", {"x": 1})
+
+
+def test_part_ii_recipes() -> None:
+    """ALGORITHMS.md II.4, II.8, II.11, II.12: what each named recipe combines."""
+    parts = recipes.build("maxrl").build_parts()
+    assert type(parts.estimator).component_name == "maxrl" and parts.estimator.denominator == "mean"
+    assert parts.objective.kl is None and type(parts.objective.aggregation).component_name == "token_mean"
+    lite = recipes.build("lite_ppo").build_parts()
+    assert (lite.estimator.scale, lite.estimator.std_ddof, lite.estimator.eps) == ("batch", 1, 1e-6)  # ROLL's
+    assert type(lite.objective.aggregation).component_name == "token_mean" and lite.objective.kl is None
+    raft = recipes.build("raft_pp")
+    assert (raft.shapers, raft.advantage, raft.loss, raft.mask_zero_advantage) == (
+        ("binary_correct",),
+        "raft",
+        "ppo_clip",
+        True,
+    )
+    trl = recipes.build("grpo_trl").build_parts()
+    assert (trl.estimator.scale, trl.estimator.std_ddof, trl.estimator.eps) == ("group", 1, 1e-4)
+    assert (trl.objective.policy.eps_low, trl.objective.policy.eps_high, trl.objective.kl) == (0.2, 0.2, None)
+    assert type(trl.objective.aggregation).component_name == "token_mean" and trl.objective.selectors == ()
+    assert type(recipes.build("gmpo").build_parts().objective.aggregation).component_name == "seq_mean_token_mean"
+    assert type(recipes.build("luspo").build_parts().objective.aggregation).component_name == "seq_mean_token_sum"
+    assert recipes.build("clip_cov").build_parts().objective.policy.eps_high == 1.0
+    for name, loss in [("dppo", "dppo_tv"), ("kl_cov", "kl_cov"), ("vespo", "vespo")]:
+        assert type(recipes.build(name).build_parts().objective.policy).component_name == loss
+
+
+def test_selectors_are_a_recipe_field_and_override() -> None:
+    recipe = recipes.build("grpo_trl").override(["selectors=[top_entropy, {name: off_policy_mask, delta: 0.3}]"])
+    assert recipe.selectors == ("top_entropy", {"name": "off_policy_mask", "delta": 0.3})
+    objective = recipe.build_parts().objective
+    assert [type(s).component_name for s in objective.selectors] == ["top_entropy", "off_policy_mask"]
+    assert objective.needs_entropy and objective.needs_entropy_threshold and objective.needs_rollout_logp
+    assert recipes.build(yaml.safe_load(recipe.show())) == recipe
+    assert recipe.override(["selectors.0.rho=0.1"]).selectors[0] == {"name": "top_entropy", "rho": 0.1}
+    with pytest.raises(ConfigError, match="unknown token selector 'top_entropi'; did you mean 'top_entropy'"):
+        recipes.build("grpo", selectors=["top_entropi"])
+
+
+def test_an_importance_weighted_kl_is_a_loss_term_not_a_reward_penalty() -> None:
+    recipes.build("grpo", kl="k3_iw", kl_coef=0.04)
+    with pytest.raises(ConfigError, match="reward_kl='k3_iw' is importance-weighted"):
+        recipes.build("rloo", reward_kl="k3_iw", reward_kl_coef=0.01)
+
+
+def test_raft_pp_end_to_end_hand_worked() -> None:
+    """ALGORITHMS.md II.11: A = 1 on accepted samples, 0 otherwise, PPO clip normalised over the accepted tokens."""
+    import torch
+
+    from rlzoo.types import Groups, PolicyBatch
+
+    parts = recipes.build("raft_pp").build_parts()
+    groups = Groups(
+        torch.tensor([[0.3, 0.9, 0.1]]), torch.tensor([[2, 3, 1]]), correct=torch.tensor([[True, False, True]])
+    )
+    for shaper in parts.shapers:
+        groups = shaper(groups)
+    adv = parts.estimator(groups)
+    assert adv.tolist() == [[1.0, 0.0, 1.0]]
+    logp = torch.full((3, 3), -1.0, dtype=torch.float64, requires_grad=True)
+    batch = PolicyBatch(
+        logp=logp,
+        old_logp=logp.detach() - torch.tensor([[0.1], [0.0], [0.5]], dtype=torch.float64),  # ratios e^0.1, 1, e^0.5
+        mask=torch.tensor([[True, True, False], [True, True, True], [True, False, False]]),
+        advantages=adv[0].double(),
+    )
+    out = parts.objective(batch)
+    # accepted tokens: 2 of sequence 0 (ratio e^0.1 < 1.2, unclipped) and 1 of sequence 2 (e^0.5 clipped at 1.2);
+    # the rejected sequence's 3 tokens leave the denominator
+    assert out.loss.item() == pytest.approx(-(2 * math.exp(0.1) + 1.2) / 3, rel=1e-12)

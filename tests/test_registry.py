@@ -286,7 +286,7 @@ def test_broken_plugin_is_named(tmp_path, monkeypatch) -> None:
         reg.names()
 
 
-REGISTRY_PACKAGES = ("rlzoo.advantages", "rlzoo.rewards", "rlzoo.losses")
+REGISTRY_PACKAGES = ("rlzoo.advantages", "rlzoo.rewards", "rlzoo.losses", "rlzoo.selectors")
 
 
 @pytest.mark.parametrize("package", REGISTRY_PACKAGES)

@@ -120,6 +120,9 @@ def test_policy_batch_nonfinite_logp_only_matters_on_real_tokens() -> None:
         ({"mask": torch.ones(2, 3)}, "mask must be a bool tensor"),
         ({"advantages": torch.zeros(3)}, r"advantages must be \[b\] or \[b, t\]"),
         ({"group_ids": torch.zeros(3, dtype=torch.long)}, r"group_ids must be \[b\] = \[2\]"),
+        ({"rollout_logp": torch.zeros(2, 2)}, r"rollout_logp has shape \(2, 2\), logp \(2, 3\)"),
+        ({"rollout_logp": torch.tensor([[-1.0, float("nan"), 0.0], [0.0] * 3])}, r"rollout_logp\[0, 1\] is nan"),
+        ({"entropy_threshold": torch.tensor(float("nan"))}, "entropy_threshold is NaN"),
     ],
 )
 def test_policy_batch_rejects_inconsistent_input(changes: dict, message: str) -> None:

@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from jaxtyping import Float
@@ -15,10 +15,18 @@ from rlzoo.types import Groups
 
 
 def whiten_tokens(
-    values: Float[Tensor, "n g"], groups: Groups, eps: float, who: str, *, overwrite: bool = False
+    values: Float[Tensor, "n g"],
+    groups: Groups,
+    eps: float,
+    who: str,
+    *,
+    std_ddof: int = 0,
+    overwrite: bool = False,
 ) -> Float[Tensor, "n g"]:
     """``(x - mean) / sqrt(var + eps)`` with token-weighted batch statistics; 0 where invalid.
 
+    ``std_ddof``: the variance divides the token-weighted sum of squares by ``max(tokens - ddof, 1)``
+    (0: population, OpenRLHF; 1: unbiased, verl's ``masked_whiten``).
     ``overwrite``: ``values`` is a scratch tensor the result may be written into.
 
     Computed on ``z = (x - min) / s`` with ``s`` the power of two just above the batch's range (an
@@ -46,7 +54,7 @@ def whiten_tokens(
     # z = (x - low)·inv in one pass, exact because inv is a power of two
     z = torch.add(values.new_tensor(-low * inv), values, alpha=inv, out=values if overwrite else None)
     z.sub_(torch.dot(weights.flatten(), z.flatten()) / tokens)
-    var_z = float(torch.dot(weights.mul_(z).flatten(), z.flatten())) / tokens
+    var_z = float(torch.dot(weights.mul_(z).flatten(), z.flatten())) / max(tokens - std_ddof, 1.0)
     out = z.mul_(1.0 / math.sqrt(var_z + eps * inv * inv))
     return out if dense else out.mul_(mask)
 
@@ -60,18 +68,23 @@ class ReinforcePP:
 
     1. Whitening is over tokens: a completion of ``L`` tokens (``groups.lengths``) counts ``L``
        times in the batch mean and variance (outcome reward, γ = 1: every token's return is the
-       completion's reward). The variance is the token-weighted population variance (OpenRLHF).
-    2. ``eps = 1e-8`` goes under the square root, as verl's ``masked_whiten`` (OpenRLHF clamps the
+       completion's reward).
+    2. ``std_ddof=0`` (default): the token-weighted population variance, Σ w (x - mean)² / N over
+       the N valid tokens (OpenRLHF, the paper's authors' framework); ``std_ddof=1``: the unbiased
+       variance, / (N - 1), as verl's ``masked_whiten`` (``masked_var(unbiased=True)``). The
+       divisor is clamped at 1 (verl raises when N = 1). The two differ by sqrt(N / (N - 1)).
+    3. ``eps = 1e-8`` goes under the square root, as verl's ``masked_whiten`` (OpenRLHF clamps the
        variance at 1e-8 instead: the same unless the std is below 1e-4).
-    3. Invalid completions get 0 and are in no statistic; valid completions of length 0 are
+    4. Invalid completions get 0 and are in no statistic; valid completions of length 0 are
        whitened but weigh nothing. No valid token in the batch: all 0.
-    4. If every valid reward of the batch is equal the result is exactly 0 (max == min), not a
+    5. If every valid reward of the batch is equal the result is exactly 0 (max == min), not a
        one-ulp residual divided by sqrt(eps).
-    5. Batch-level: one group's advantages depend on every group (``couples_groups``). A KL
+    6. Batch-level: one group's advantages depend on every group (``couples_groups``). A KL
        penalty in the reward is a separate component.
     """
 
     eps: float = 1e-8
+    std_ddof: Literal[0, 1] = 0
 
     couples_groups: ClassVar[bool] = True
 
@@ -79,7 +92,7 @@ class ReinforcePP:
         check_eps(self)
 
     def __call__(self, groups: Groups) -> Float[Tensor, "n g"]:
-        return whiten_tokens(groups.rewards, groups, self.eps, component_label(self))
+        return whiten_tokens(groups.rewards, groups, self.eps, component_label(self), std_ddof=self.std_ddof)
 
 
 @ESTIMATORS.register("reinforce_pp_baseline")
@@ -90,14 +103,16 @@ class ReinforcePPBaseline:
     Implementation details:
 
     1. The group mean (over valid completions) is subtracted first; the result is then whitened
-       exactly as ``reinforce_pp`` (token-weighted, population variance, ``eps`` under the square
-       root, exact 0 when everything is equal, batch-level).
+       exactly as ``reinforce_pp`` (token-weighted; ``std_ddof=0`` population variance as
+       OpenRLHF, ``1`` unbiased as verl; ``eps`` under the square root; exact 0 when everything
+       is equal; batch-level).
     2. A group of one is centred to 0 before whitening (verl subtracts 0 there, keeping the raw
        reward); all-equal groups are centred to exactly 0. After whitening they share the batch's
        value ``-mean_tok / sqrt(var_tok + eps)``, as in verl and OpenRLHF.
     """
 
     eps: float = 1e-8
+    std_ddof: Literal[0, 1] = 0
 
     couples_groups: ClassVar[bool] = True
 
@@ -106,4 +121,5 @@ class ReinforcePPBaseline:
 
     def __call__(self, groups: Groups) -> Float[Tensor, "n g"]:
         who = component_label(self)
-        return whiten_tokens(GroupStats.of(groups, who).centred, groups, self.eps, who, overwrite=True)
+        centred = GroupStats.of(groups, who).centred
+        return whiten_tokens(centred, groups, self.eps, who, std_ddof=self.std_ddof, overwrite=True)

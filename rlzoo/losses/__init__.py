@@ -1,9 +1,10 @@
 """Policy losses, KL estimators, loss aggregations, the assembled objective and the log-prob kernels.
 
 Three registries: ``POLICY_LOSSES`` (``batch -> PolicyTerm``), ``KL_ESTIMATORS``
-(``(logp, ref_logp) -> per-token KL``) and ``AGGREGATIONS`` (per-token values -> scalar with the
-step's global normalisers). :class:`Objective` assembles one of each (plus an entropy term and the
-AGPO options) into the ``PolicyObjective`` the trainer minimises::
+(``(logp, ref_logp) -> per-token KL``, or ``(logp, ref_logp, old_logp=...)`` for an estimator
+marked ``needs_old_logp``) and ``AGGREGATIONS`` (per-token values -> scalar with the step's global
+normalisers). :class:`Objective` assembles one of each (plus an entropy term, the AGPO options
+and any token selectors of :mod:`rlzoo.selectors`) into the ``PolicyObjective`` the trainer minimises::
 
     objective = rlzoo.losses.Objective(policy={"name": "ppo_clip", "eps_high": 0.28}, aggregation="token_mean")
 """
@@ -19,7 +20,7 @@ build_kl = KL_ESTIMATORS.build
 build_aggregation = AGGREGATIONS.build
 
 # Registering modules (import order: the registries above must exist first).
-from rlzoo.losses import aggregation, cispo, gvpo, kl, ppo, reinforce, sapo  # noqa: E402,F401
+from rlzoo.losses import aggregation, cispo, cov, dppo, gmpo, gvpo, kl, luspo, ppo, reinforce, sapo, vespo  # noqa: E402,F401
 from rlzoo.losses._common import Aggregation, KLEstimator, PolicyLoss, PolicyTerm  # noqa: E402
 from rlzoo.losses._logprobs import TokenLogProbs, token_logprobs, token_logprobs_from_hidden  # noqa: E402
 from rlzoo.losses._objective import Objective  # noqa: E402

@@ -23,12 +23,13 @@ from rlzoo.losses._common import (
 )
 from rlzoo.losses.aggregation import weighted_sum
 from rlzoo.registry import check
-from rlzoo.types import LossOutput, LossTotals, PolicyBatch
+from rlzoo.selectors import SELECTORS
+from rlzoo.types import LossOutput, LossTotals, PolicyBatch, TokenSelector
 
 
 @dataclass(frozen=True)
 class Objective:
-    """loss = agg(ℓ_policy) [floored] + kl_coef · agg(KL(logp, ref_logp)) - entropy_coef · agg(H).
+    """loss = agg(K·ℓ_policy) [floored] + kl_coef · agg(KL(logp, ref_logp)) - entropy_coef · agg(K'·H).
 
     Every field takes a registry spec (a name or ``{"name": ..., **params}``) or a built component.
     The trainer counts the normalisers of a whole optimiser step once and hands them in::
@@ -59,10 +60,34 @@ class Objective:
        behaviour and depends on how the batch is split (a micro-batch of only positive
        advantages gets no gradient); ``"group"`` floors each group and needs whole groups.
        ``floor_scope="group"`` without a ``loss_floor`` is an error.
+    7. ``selectors`` (``rlzoo.selectors``: top-ρ entropy, the off-policy sequence mask) combine with
+       any policy loss: ``K`` is the AND of their keep masks and multiplies the per-token policy
+       loss after the loss computed it (before the floor); ``K'`` is the AND of those that also gate
+       the entropy bonus (``masks_entropy_bonus``). Denominators and totals are unchanged (a
+       dropped token weighs 0), and the KL term is never masked. At most one selector may need a
+       step-level entropy threshold.
+    8. A KL estimator with ``needs_old_logp = True`` (an importance-weighted estimator such as
+       DeepSeek-V3.2's ``ratio · k3``) is called as ``kl(logp, ref_logp, old_logp=old_logp)``; the
+       others as ``kl(logp, ref_logp)``. Every input is 0 at padding.
+
+    What the trainer must provide, from the ``needs_*`` properties: ``ref_logp``
+    (``needs_ref_logp``); ``entropy`` of the current policy (``needs_entropy``); whole groups per
+    micro-batch (``needs_whole_groups``); the engine's ``rollout_logp`` when the generator returned
+    them (``needs_rollout_logp``; None otherwise, the parts then use ``old_logp``); and, with
+    ``needs_entropy_threshold``, one threshold per optimiser step::
+
+        values = cat([mb.entropy.detach()[objective.mask(mb)] for mb in micro_batches])  # all processes
+        threshold = objective.entropy_threshold(values)         # the same on every process
+        for mb in micro_batches:
+            objective(mb.replace(totals=totals, entropy_threshold=threshold)).loss.backward()
+
+    (the entropies of a no-grad forward of the current weights before the micro-batch loop). Without
+    it each micro-batch uses its own quantile, exact only when the step is one micro-batch.
 
     Metrics: ``loss/policy``, ``loss/kl``, ``loss/entropy`` are this micro-batch's contributions
     (they add up over micro-batches); ``loss/floored`` is the fraction of floored scopes; the
-    policy loss adds ``ratio/*``, ``clip/*``, ``kl/sampler``, ``entropy/mean`` as micro-batch means.
+    policy loss adds ``ratio/*``, ``clip/*``, ``kl/sampler``, ``entropy/mean`` as micro-batch means;
+    each selector adds ``select/<name>/*`` (micro-batch means).
     """
 
     policy: str | Mapping[str, Any] | PolicyLoss = "ppo_clip"
@@ -73,12 +98,25 @@ class Objective:
     mask_zero_advantage: bool = False
     loss_floor: float | None = None
     floor_scope: Literal["microbatch", "group"] = "microbatch"
+    selectors: tuple[str | Mapping[str, Any] | TokenSelector, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", POLICY_LOSSES.build(self.policy))
         object.__setattr__(self, "aggregation", AGGREGATIONS.build(self.aggregation))
         if self.kl is not None:
             object.__setattr__(self, "kl", KL_ESTIMATORS.build(self.kl))
+        if isinstance(self.selectors, str | Mapping) or not isinstance(self.selectors, tuple | list):
+            raise ConfigError(
+                f"Objective: selectors must be a tuple of selector specs, got {self.selectors!r}; "
+                f"write selectors=({self.selectors!r},)"
+            )
+        object.__setattr__(self, "selectors", tuple(SELECTORS.build(s) for s in self.selectors))
+        thresholds = [s for s in self.selectors if getattr(s, "needs_entropy_threshold", False)]
+        if len(thresholds) > 1:
+            raise ConfigError(
+                f"Objective: {len(thresholds)} selectors need an entropy threshold "
+                f"({', '.join(self._name(s) for s in thresholds)}); a step has one, so keep one of them"
+            )
         inf = float("inf")
         check(self, "kl_coef", 0 <= self.kl_coef < inf, "must be a finite number >= 0")
         check(self, "entropy_coef", -inf < self.entropy_coef < inf, "must be a finite number")
@@ -132,8 +170,32 @@ class Objective:
 
     @property
     def needs_entropy(self) -> bool:
-        """An entropy term is on: batches need ``entropy``."""
-        return self.entropy_coef != 0
+        """An entropy term or a selector reads it: batches need ``entropy`` (the current policy's)."""
+        return self.entropy_coef != 0 or any(getattr(s, "needs_entropy", False) for s in self.selectors)
+
+    @property
+    def needs_entropy_threshold(self) -> bool:
+        """A selector keeps tokens above a quantile of the step's entropies: the trainer should hand in
+        ``entropy_threshold`` (:meth:`entropy_threshold`); without it each micro-batch uses its own."""
+        return any(getattr(s, "needs_entropy_threshold", False) for s in self.selectors)
+
+    @property
+    def needs_rollout_logp(self) -> bool:
+        """Some part reads ``rollout_logp`` (the inference engine's log-probs): pass them when the
+        generator returned them; None makes those parts use ``old_logp``."""
+        parts = (self.policy, self.kl, *self.selectors)
+        return any(getattr(p, "uses_rollout_logp", False) for p in parts)
+
+    def entropy_threshold(self, entropy: Float[Tensor, " N"]) -> Float[Tensor, ""]:
+        """The step-level threshold for ``PolicyBatch.entropy_threshold``.
+
+        ``entropy``: the current policy's entropies at every counted token (``self.mask(batch)``) of
+        the optimiser step, all micro-batches and processes concatenated. +inf when empty.
+        """
+        for selector in self.selectors:
+            if getattr(selector, "needs_entropy_threshold", False):
+                return selector.threshold(entropy)  # type: ignore[attr-defined]
+        raise ConfigError("Objective: no selector needs an entropy threshold (see needs_entropy_threshold)")
 
     @property
     def needs_whole_groups(self) -> bool:
@@ -161,23 +223,50 @@ class Objective:
         batch = batch.replace(mask=mask, totals=totals)
         term = self.policy(batch)
         weights = self.aggregation.weights(mask, totals, batch.group_ids)
-        policy_loss, metrics = self._floored(batch, term.loss, weights)
-        metrics = {"loss/policy": policy_loss.detach(), **metrics, **term.metrics}
+        keep, entropy_keep, selected = self._select(batch)
+        policy_values = term.loss if keep is None else torch.where(keep, term.loss, 0.0)
+        policy_loss, metrics = self._floored(batch, policy_values, weights)
+        metrics = {"loss/policy": policy_loss.detach(), **metrics, **term.metrics, **selected}
         loss = policy_loss
         if self.kl is not None:
-            if batch.ref_logp is None:
-                raise DataError(f"Objective: kl={self._name(self.kl)} needs batch.ref_logp")
-            kl = self.kl(torch.where(mask, batch.logp, 0.0), torch.where(mask, batch.ref_logp.detach(), 0.0))
-            kl_loss = weighted_sum(kl, weights, mask)
-            loss = loss + self.kl_coef * kl_loss
-            metrics["loss/kl"] = kl_loss.detach()
-        if self.needs_entropy:
+            loss = loss + self.kl_coef * self._kl_loss(batch, weights, metrics)
+        if self.entropy_coef != 0:
             if batch.entropy is None:
                 raise DataError(f"Objective: entropy_coef={self.entropy_coef} needs batch.entropy")
-            entropy = weighted_sum(batch.entropy, weights, mask)
+            values = batch.entropy if entropy_keep is None else torch.where(entropy_keep, batch.entropy, 0.0)
+            entropy = weighted_sum(values, weights, mask)
             loss = loss - self.entropy_coef * entropy
             metrics["loss/entropy"] = entropy.detach()
         return LossOutput(loss, metrics)
+
+    def _select(
+        self, batch: PolicyBatch
+    ) -> tuple[Bool[Tensor, "b t"] | None, Bool[Tensor, "b t"] | None, dict[str, Tensor]]:
+        """The AND of the selectors' keep masks (policy term; entropy bonus) and their metrics; None: keep all."""
+        keep = entropy_keep = None
+        metrics: dict[str, Tensor] = {}
+        for selector in self.selectors:
+            selection = selector(batch)
+            keep = selection.keep if keep is None else keep & selection.keep
+            if getattr(selector, "masks_entropy_bonus", False):
+                entropy_keep = selection.keep if entropy_keep is None else entropy_keep & selection.keep
+            metrics |= selection.metrics
+        return keep, entropy_keep, metrics
+
+    def _kl_loss(self, batch: PolicyBatch, weights: Float[Tensor, "b t"], metrics: dict[str, Tensor]) -> Tensor:
+        """The aggregated KL term; an estimator with ``needs_old_logp`` also gets the old log-probs."""
+        mask = batch.mask
+        if batch.ref_logp is None:
+            raise DataError(f"Objective: kl={self._name(self.kl)} needs batch.ref_logp")
+        logp, ref_logp = torch.where(mask, batch.logp, 0.0), torch.where(mask, batch.ref_logp.detach(), 0.0)
+        if getattr(self.kl, "needs_old_logp", False):
+            old_logp = torch.where(mask, batch.old_logp.detach(), 0.0)
+            kl = self.kl(logp, ref_logp, old_logp=old_logp)  # type: ignore[misc]
+        else:
+            kl = self.kl(logp, ref_logp)  # type: ignore[misc]
+        kl_loss = weighted_sum(kl, weights, mask)
+        metrics["loss/kl"] = kl_loss.detach()
+        return kl_loss
 
     def _floored(
         self, batch: PolicyBatch, loss: Float[Tensor, "b t"], weights: Float[Tensor, "b t"]

@@ -141,6 +141,41 @@ class SeqSumConst(_Aggregation):
         return _counted(mask, totals) / (totals.sequences.clamp_min(1) * self.constant)
 
 
+@AGGREGATIONS.register("token_sum_const", aliases=("seq_mean_token_sum_norm",))
+@dataclass(frozen=True)
+class TokenSumConst(_Aggregation):
+    """Σ mℓ / C with a fixed C: every sequence's token sum, added up, over a constant only (verl ``seq-mean-token-sum-norm``).
+
+    Implementation details:
+
+    1. Unlike ``seq_sum_const`` (Dr. GRPO's Σ mℓ / (#sequences · C)), nothing is divided by the
+       number of sequences: the loss grows with the batch as well as with the lengths. verl's
+       name says "seq-mean", but its code is ``sum(seq_losses) / C`` (PITFALLS, "Peers"); the alias
+       ``seq_mean_token_sum_norm`` is that name.
+    2. ``constant`` is required. verl's default is the padded length of the micro-batch
+       (``loss_mask.shape[-1]``), which varies with the split and is not offered: use the generation
+       budget (max new tokens), which verl's code comment asks for.
+    3. It needs no count from ``totals``: each micro-batch adds its own Σ mℓ / C, and the sum over
+       the step's micro-batches and processes is exactly the full-batch value, however the batch is split.
+    """
+
+    constant: float
+    unit: ClassVar[Level] = "token"
+
+    def __post_init__(self) -> None:
+        check(
+            self,
+            "constant",
+            self.constant > 0 and self.constant < float("inf"),
+            "must be a finite number > 0",
+        )
+
+    def weights(
+        self, mask: Bool[Tensor, "b t"], totals: LossTotals, group_ids: Int[Tensor, " b"] | None
+    ) -> Float[Tensor, "b t"]:
+        return _counted(mask, totals) / self.constant
+
+
 @AGGREGATIONS.register("group_token_mean")
 @dataclass(frozen=True)
 class GroupTokenMean(_Aggregation):

@@ -31,7 +31,9 @@ class PPOClip:
        (A < 0 & r < 1-eps_low)``: the same values as the min, and exactly 0 gradient on clipped
        tokens (no tie split). Those flags are the ``clip/high`` and ``clip/low`` metrics.
     4. ``dual_clip = c`` (arXiv 1912.09729, c = 3 there): for A < 0 also ``ℓ <= -c·A``, i.e. the
-       loss stops growing (zero gradient) once r > c; its fraction is ``clip/dual``.
+       loss stops growing (zero gradient) once r > c; its fraction is ``clip/dual``. Default None
+       (off: the PPO paper; TRL has no dual-clip). verl's vanilla PPO loss always applies it
+       (``clip_ratio_c = 3.0``), so ``dual_clip=3.0`` reproduces verl.
     5. ``ratio="sequence"`` uses GSPO's length-normalised sequence ratio (arXiv 2507.18071) in the
        GSPO-token form (value s on every token, gradient s·∇logp_t). The loss is then
        sequence-level: the Objective pairs it only with an aggregation that weighs every sequence

@@ -105,8 +105,8 @@ def opo(groups: Groups) -> list[list[float]]:
     return out
 
 
-def _whiten(groups: Groups, values: list[list[float]], eps: float) -> list[list[float]]:
-    """Every valid completion repeated once per token, then (x - mean) / sqrt(var + eps)."""
+def _whiten(groups: Groups, values: list[list[float]], eps: float, std_ddof: int = 0) -> list[list[float]]:
+    """Every valid completion repeated once per token, then (x - mean) / sqrt(var + eps), var over N - ddof."""
     lengths = groups.lengths.tolist()
     tokens = [values[i][j] for i, row in enumerate(_rows(groups)) for j, _ in row for _ in range(lengths[i][j])]
     valid = [values[i][j] for i, row in enumerate(_rows(groups)) for j, _ in row]
@@ -114,19 +114,41 @@ def _whiten(groups: Groups, values: list[list[float]], eps: float) -> list[list[
     if not tokens or max(valid) == min(valid):
         return out
     mean = sum(tokens) / len(tokens)
-    var = sum((t - mean) ** 2 for t in tokens) / len(tokens)
+    var = sum((t - mean) ** 2 for t in tokens) / max(len(tokens) - std_ddof, 1)
     for i, row in enumerate(_rows(groups)):
         for j, _ in row:
             out[i][j] = (values[i][j] - mean) / math.sqrt(var + eps)
     return out
 
 
-def reinforce_pp(groups: Groups, eps=1e-8) -> list[list[float]]:
-    return _whiten(groups, reinforce(groups), eps)
+def reinforce_pp(groups: Groups, eps=1e-8, std_ddof=0) -> list[list[float]]:
+    return _whiten(groups, reinforce(groups), eps, std_ddof)
 
 
-def reinforce_pp_baseline(groups: Groups, eps=1e-8) -> list[list[float]]:
-    return _whiten(groups, grpo(groups, scale="none"), eps)
+def reinforce_pp_baseline(groups: Groups, eps=1e-8, std_ddof=0) -> list[list[float]]:
+    return _whiten(groups, grpo(groups, scale="none"), eps, std_ddof)
+
+
+def maxrl(groups: Groups, denominator="mean", eps=1e-6, singleton="zero") -> list[list[float]]:
+    """ALGORITHMS.md II.4: (r - mean) / mean where mean > 0 (else 0), or over mean + eps, or |mean| + eps."""
+    out = _zeros(groups)
+    for i, row in enumerate(_rows(groups)):
+        values = [r for _, r in row]
+        if len(values) == 1 and singleton == "passthrough":
+            out[i][row[0][0]] = values[0]
+            continue
+        if not values or max(values) == min(values):
+            continue
+        mean = sum(values) / len(values)
+        if denominator == "mean":
+            if mean <= 0:
+                continue
+            denom = mean
+        else:
+            denom = (mean if denominator == "mean_eps" else abs(mean)) + eps
+        for j, r in row:
+            out[i][j] = (r - mean) / denom
+    return out
 
 
 def grpo_passk(groups: Groups, scale="group", std_ddof=1, eps=1e-6) -> list[list[float]]:
@@ -177,6 +199,7 @@ ESTIMATOR_ORACLES = {
     "gpg": gpg,
     "grpo": grpo,
     "grpo_passk": grpo_passk,
+    "maxrl": maxrl,
     "opo": opo,
     "raft": raft,
     "reinforce": reinforce,

@@ -24,6 +24,11 @@ VARIANTS = [
     ("grpo_passk", {"std_ddof": 0}),
     ("gpg", {"scale": "group", "eps": 1e-4}),
     ("reinforce_pp", {"eps": 1e-2}),
+    ("reinforce_pp", {"std_ddof": 1}),
+    ("reinforce_pp_baseline", {"std_ddof": 1}),
+    ("maxrl", {"denominator": "mean_eps"}),
+    ("maxrl", {"denominator": "abs_mean_eps", "eps": 1e-4}),
+    ("maxrl", {"singleton": "passthrough"}),
 ]
 CASES = [(name, {}) for name in ESTIMATORS.names()] + VARIANTS
 TOLERANCES = {torch.float64: {"rtol": 1e-9, "atol": 1e-9}, torch.float32: {"rtol": 1e-5, "atol": 1e-5}}

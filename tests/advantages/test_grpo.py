@@ -124,3 +124,16 @@ def test_masking_a_column_is_deleting_it(gs: Groups, data: st.DataObject) -> Non
         deleted = estimator(Groups(gs.rewards[:, keep], gs.lengths[:, keep], gs.mask[:, keep]))
         assert bool((masked[:, column] == 0).all())
         torch.testing.assert_close(masked[:, keep], deleted, rtol=1e-6, atol=1e-6)
+
+
+def test_lite_ppo_vector_l1() -> None:
+    """ALGORITHMS.md II.8 L1: groups [1, 0] and [1, 1], batch std 0.5 (unbiased, raw rewards)."""
+    gs = make([[1, 0], [1, 1]])
+    roll = ESTIMATORS.build("grpo", scale="batch")(gs)  # the lite_ppo recipe's: eps 1e-6 as ROLL
+    torch.testing.assert_close(roll, torch.tensor([[0.999998, -0.999998], [0.0, 0.0]]), rtol=0, atol=1e-6)
+    assert roll[1].tolist() == [0.0, 0.0]  # a constant group is exactly 0 whatever the batch std
+    trl_batch = ESTIMATORS.build("grpo", scale="batch", eps=1e-4)(gs)  # TRL's scale_rewards="batch"
+    torch.testing.assert_close(trl_batch, torch.tensor([[0.9998, -0.9998], [0.0, 0.0]]), rtol=0, atol=1e-6)
+    trl_group = ESTIMATORS.build("grpo", eps=1e-4)(gs)  # TRL's default, the grpo_trl recipe's
+    torch.testing.assert_close(trl_group, torch.tensor([[0.707007, -0.707007], [0.0, 0.0]]), rtol=0, atol=1e-6)
+    assert torch.equal(ESTIMATORS.build("grpo", scale="batch")(make([[1, 1], [1, 1]])), torch.zeros(2, 2))

@@ -54,12 +54,29 @@ def random_batch(
     )
 
 
+def pad(batch: PolicyBatch, extra: int) -> PolicyBatch:
+    """Append ``extra`` padding tokens holding NaN (and False in the mask); ``logp`` becomes a new leaf."""
+
+    def grow(x: Tensor | None, fill: object) -> Tensor | None:
+        return None if x is None else torch.cat([x, torch.full((x.shape[0], extra), fill, dtype=x.dtype)], 1)
+
+    logp = grow(batch.logp.detach(), torch.nan).requires_grad_()
+    return batch.replace(
+        logp=logp,
+        old_logp=grow(batch.old_logp, torch.nan),
+        ref_logp=grow(batch.ref_logp, torch.nan),
+        entropy=grow(batch.entropy, torch.nan),
+        mask=grow(batch.mask, False),
+        advantages=grow(batch.advantages, 0.0) if batch.advantages.ndim == 2 else batch.advantages,
+    )
+
+
 def rows(batch: PolicyBatch, index: Tensor) -> PolicyBatch:
     """The sequences ``index`` of ``batch`` (keeps the autograd graph to ``batch.logp``)."""
     changes = {}
     for f in dataclasses.fields(batch):
         value = getattr(batch, f.name)
-        changes[f.name] = value[index] if isinstance(value, Tensor) else value
+        changes[f.name] = value[index] if isinstance(value, Tensor) and value.ndim else value  # a 0-d threshold stays
     return batch.replace(**changes)
 
 

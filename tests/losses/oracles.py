@@ -39,6 +39,8 @@ def aggregate(values: Tensor, mask: Tensor, group_ids: Tensor, name: str, consta
         return sum(s.sum() for s, _ in seqs_ids) / len(seqs_ids)
     if name == "seq_sum_const":
         return sum(s.sum() for s, _ in seqs_ids) / (len(seqs_ids) * constant)
+    if name == "token_sum_const":
+        return sum(s.sum() for s, _ in seqs_ids) / constant
     if name == "group_token_mean":
         groups = sorted({g for _, g in seqs_ids})
         means = [torch.cat([s for s, g in seqs_ids if g == k]).mean() for k in groups]

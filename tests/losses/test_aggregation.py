@@ -31,6 +31,7 @@ HAND = {
     "seq_mean_token_mean": ((1 + 2 + 3) / 3 + (4 + 5) / 2 + 6) / 3,  # (2 + 4.5 + 6) / 3
     "seq_mean_token_sum": (6 + 9 + 6) / 3,  # 7
     "seq_sum_const": 21 / (3 * 7.0),  # C = 7 (aggregation_spec)
+    "token_sum_const": 21 / 7.0,  # verl's seq-mean-token-sum-norm: over C only, not #sequences too
     "group_token_mean": ((1 + 2 + 3 + 4 + 5) / 5 + 6 / 1) / 2,  # (3 + 6) / 2 = 4.5
 }
 
@@ -85,6 +86,21 @@ def test_seq_sum_const_needs_a_positive_constant() -> None:
         build_aggregation("seq_sum_const")
     with pytest.raises(ConfigError, match=r"constant=0\.0 must be"):
         build_aggregation({"name": "seq_sum_const", "constant": 0})
+
+
+def test_token_sum_const_is_verls_seq_mean_token_sum_norm_and_needs_a_constant() -> None:
+    assert build_aggregation({"name": "seq_mean_token_sum_norm", "constant": 4}) == build_aggregation(
+        {"name": "token_sum_const", "constant": 4}
+    )
+    with pytest.raises(ConfigError, match="missing required parameter 'constant'"):
+        build_aggregation("token_sum_const")
+    with pytest.raises(ConfigError, match=r"constant=-1\.0 must be"):
+        build_aggregation({"name": "token_sum_const", "constant": -1.0})
+    # Twice the sequences, twice the loss (seq_sum_const would stay the same): no count in the denominator.
+    agg = build_aggregation({"name": "token_sum_const", "constant": 7.0})
+    double = LossTotals(TOTALS.tokens * 2, TOTALS.sequences * 2, TOTALS.group_tokens * 2)
+    twice = torch.cat([VALUES, VALUES]), torch.cat([MASK, MASK]), double, torch.cat([GROUPS, GROUPS])
+    assert agg(*twice).item() == pytest.approx(2 * 21 / 7.0, rel=1e-12, abs=0)
 
 
 def test_group_token_mean_needs_group_ids_in_range() -> None:

@@ -1,12 +1,16 @@
 """Every registered policy loss, through every aggregation it builds with: one conformance suite."""
 
+import dataclasses
+import functools
+import operator
+
 import pytest
 import torch
 
 from rlzoo.errors import ConfigError
 from rlzoo.losses import AGGREGATIONS, POLICY_LOSSES, Objective, PolicyTerm, build
 from rlzoo.types import PolicyBatch
-from tests.losses.helpers import aggregation_spec, random_batch
+from tests.losses.helpers import aggregation_spec, pad, random_batch, rows
 
 
 def _objectives(name: str, **kwargs: object) -> list[Objective]:
@@ -17,22 +21,6 @@ def _objectives(name: str, **kwargs: object) -> list[Objective]:
         except ConfigError:
             continue
     return built
-
-
-def _pad(batch: PolicyBatch, extra: int) -> PolicyBatch:
-    """Append ``extra`` padding tokens holding NaN (and 0 in the mask)."""
-
-    def grow(x: torch.Tensor | None, fill: object) -> torch.Tensor | None:
-        return None if x is None else torch.cat([x, torch.full((x.shape[0], extra), fill, dtype=x.dtype)], 1)
-
-    logp = grow(batch.logp.detach(), torch.nan).requires_grad_()
-    return batch.replace(
-        logp=logp,
-        old_logp=grow(batch.old_logp, torch.nan),
-        ref_logp=grow(batch.ref_logp, torch.nan),
-        entropy=grow(batch.entropy, torch.nan),
-        mask=grow(batch.mask, False),
-    )
 
 
 @pytest.mark.parametrize("name", POLICY_LOSSES.names())
@@ -71,7 +59,7 @@ def test_finite_loss_zero_gradient_on_padding_and_detached_metrics(name: str) ->
 def test_appending_padding_changes_nothing(name: str) -> None:
     for objective in _objectives(name, kl="k2", kl_coef=0.1):
         batch = random_batch(6, 4, seed=9)
-        padded = _pad(batch, 3)
+        padded = pad(batch, 3)
         loss, padded_loss = objective(batch).loss, objective(padded).loss
         (grad,) = torch.autograd.grad(loss, batch.logp)
         (padded_grad,) = torch.autograd.grad(padded_loss, padded.logp)
@@ -108,3 +96,69 @@ def test_an_empty_step_is_a_clean_no_op(name: str) -> None:
         out = objective(batch)
         (grad,) = torch.autograd.grad(out.loss, batch.logp)
         assert out.loss.item() == 0.0 and torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("name", POLICY_LOSSES.names())
+def test_micro_batches_sum_to_the_full_batch_unless_declared_split_dependent(name: str) -> None:
+    """Whole-group micro-batches with the step's totals give the full-batch loss and gradient; a loss
+    whose value depends on the split (a per-micro-batch token selection) says so with the class
+    marker ``depends_on_split`` and is tested in its own module instead."""
+    if getattr(build(name), "depends_on_split", False):
+        pytest.skip(f"{name} selects tokens per micro-batch (depends_on_split)")
+    for objective in _objectives(name, kl="k3", kl_coef=0.05):
+        batch = random_batch(9, 5, seed=17, groups=3)
+        full = objective(batch).loss
+        (full_grad,) = torch.autograd.grad(full, batch.logp)
+        parts = [rows(batch, torch.tensor([i for i in range(9) if i % 3 in keep])) for keep in ({1}, {0, 2})]
+        totals = functools.reduce(operator.add, (objective.totals(p, 3) for p in parts))
+        loss = sum(objective(p.replace(totals=totals)).loss for p in parts)
+        (grad,) = torch.autograd.grad(loss, batch.logp)
+        assert loss.item() == pytest.approx(full.item(), rel=1e-10, abs=1e-12)
+        torch.testing.assert_close(
+            torch.where(batch.mask, grad, 0.0),
+            torch.where(batch.mask, full_grad, 0.0),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+
+
+def _on(batch: PolicyBatch, device: str, dtype: torch.dtype) -> PolicyBatch:
+    """``batch`` on ``device`` with floats in ``dtype`` (``logp`` a new leaf)."""
+
+    def move(x: object) -> object:
+        if not isinstance(x, torch.Tensor):
+            return x
+        return x.to(device, dtype) if x.is_floating_point() else x.to(device)
+
+    moved = batch.replace(**{f.name: move(getattr(batch, f.name)) for f in dataclasses.fields(batch)})
+    return moved.replace(logp=moved.logp.detach().requires_grad_())
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))],
+)
+@pytest.mark.parametrize("name", POLICY_LOSSES.names())
+def test_float32_on_the_device_agrees_with_float64_on_cpu(name: str, device: str) -> None:
+    """Every tensor a loss makes lives on the batch's device; float32 is the float64 value to rounding.
+    A seeded draw (clip_cov) may differ between devices: those losses are only run, twice, for equality."""
+    split_dependent = getattr(build(name), "depends_on_split", False)
+    for objective in _objectives(name, kl="k3", kl_coef=0.05, entropy_coef=0.01):
+        batch = random_batch(8, 6, seed=23)
+        here = _on(batch, device, torch.float32)
+        out = objective(here)
+        (grad,) = torch.autograd.grad(out.loss, here.logp)
+        assert out.loss.device.type == device and grad.device.type == device
+        if split_dependent:
+            again = objective(_on(batch, device, torch.float32)).loss
+            assert torch.equal(again, out.loss.detach())
+            continue
+        want = objective(batch).loss
+        (want_grad,) = torch.autograd.grad(want, batch.logp)
+        torch.testing.assert_close(out.loss.detach().cpu().double(), want.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            torch.where(batch.mask, grad.cpu().double(), 0.0),
+            torch.where(batch.mask, want_grad, 0.0),
+            rtol=1e-4,
+            atol=1e-6,
+        )

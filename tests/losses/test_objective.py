@@ -1,7 +1,10 @@
 """Objective: composition rules, the KL and entropy terms, AGPO's zero-advantage mask and loss floor."""
 
+import dataclasses
 import functools
+import math
 import operator
+import typing
 
 import pytest
 import torch
@@ -228,3 +231,56 @@ def test_group_floor_is_split_invariant_over_whole_groups(data: st.DataObject) -
     torch.testing.assert_close(
         torch.where(batch.mask, grad, 0.0), torch.where(batch.mask, full_grad, 0.0), rtol=0, atol=1e-6
     )
+
+
+# -- KL estimators that need the old log-probs (importance-weighted, DeepSeek-V3.2) -----------
+
+
+@dataclasses.dataclass(frozen=True)
+class _RecordingKL:
+    """A stand-in estimator with ``needs_old_logp``: r·k1 with r = exp(logp - old), and what it was given."""
+
+    needs_old_logp: typing.ClassVar[bool] = True
+    component_kind: typing.ClassVar[str] = "KL estimator"
+    component_name: typing.ClassVar[str] = "recording_iw"
+    calls: list = dataclasses.field(default_factory=list, compare=False)
+
+    def __call__(self, logp: torch.Tensor, ref_logp: torch.Tensor, *, old_logp: torch.Tensor) -> torch.Tensor:
+        self.calls.append((logp.detach().clone(), ref_logp.clone(), old_logp.clone()))
+        return (logp - old_logp).exp() * (logp - ref_logp)
+
+
+def test_an_estimator_needing_old_logp_gets_them_masked_and_detached() -> None:
+    logp = torch.tensor([[-1.5, torch.nan]], dtype=torch.float64, requires_grad=True)
+    batch = PolicyBatch(
+        logp=logp,
+        old_logp=torch.tensor([[-1.2, torch.nan]], dtype=torch.float64),
+        ref_logp=torch.tensor([[-1.0, torch.nan]], dtype=torch.float64),
+        mask=torch.tensor([[True, False]]),
+        advantages=torch.zeros(1, dtype=torch.float64),
+    )
+    kl = _RecordingKL()
+    out = Objective(kl=kl, kl_coef=1.0)(batch)
+    ((seen_logp, seen_ref, seen_old),) = kl.calls
+    assert seen_logp.tolist() == [[-1.5, 0.0]] and seen_ref.tolist() == [[-1.0, 0.0]] and seen_old.tolist() == [[-1.2, 0.0]]
+    assert not seen_old.requires_grad
+    assert out.metrics["loss/kl"].item() == pytest.approx(math.exp(-0.3) * -0.5, rel=1e-12)
+
+
+def test_k3_iw_through_the_objective_vector_k1() -> None:
+    """ALGORITHMS.md II.6 K1 (ref -1, logp -1.5, old -1.2) through the Objective, the ratio not detached."""
+    logp = torch.tensor([[-1.5, -1.0]], dtype=torch.float64, requires_grad=True)
+    batch = PolicyBatch(
+        logp=logp,
+        old_logp=torch.tensor([[-1.2, -1.0]], dtype=torch.float64),
+        ref_logp=torch.tensor([[-1.0, -1.0]], dtype=torch.float64),
+        mask=torch.tensor([[True, True]]),
+        advantages=torch.zeros(1, dtype=torch.float64),
+    )
+    out = Objective(kl="k3_iw", kl_coef=1.0)(batch)  # token mean over 2 tokens; the second has KL 0
+    assert out.metrics["loss/kl"].item() == pytest.approx(0.110175 / 2, abs=5e-7)
+    (grad,) = torch.autograd.grad(out.loss, logp)
+    assert grad[0, 0].item() == pytest.approx(-0.370409 / 2, abs=5e-7)
+    # plain k3 would be called without old_logp and differ
+    plain = Objective(kl="k3", kl_coef=1.0)(batch)
+    assert plain.metrics["loss/kl"].item() == pytest.approx(0.148721 / 2, abs=5e-7)
