@@ -105,6 +105,7 @@ class Updater:
         ]
         totals = sum((objective.totals(b, k) for b in counting[1:]), objective.totals(counting[0], k))
         totals = totals.map(self.processes.sum)
+        threshold = self._entropy_threshold(batch, chunks, counting) if objective.needs_entropy_threshold else None
         sums: dict[str, float] = {}
         for c in chunks:
             logp, entropy = self.logprobs.policy(batch.select(c), self.config.temperature, objective.needs_entropy)
@@ -114,6 +115,7 @@ class Updater:
                 ref_logp=None if ref_logp is None else ref_logp[c],
                 entropy=entropy,
                 totals=totals,
+                entropy_threshold=threshold,
             )
             out = objective(mb)
             acc.backward(out.loss)
@@ -137,6 +139,16 @@ class Updater:
         self.touched = True
         self.optimizer.zero_grad(set_to_none=True)
         return sums | {"update/nonfinite_skipped": 0.0}
+
+    @torch.no_grad()
+    def _entropy_threshold(self, batch: StepBatch, chunks: list[Tensor], counting: list[PolicyBatch]) -> Tensor:
+        """A token selector's threshold over the counted tokens of the whole optimiser step, every process's
+        (one extra forward without a graph; a process with no rows joins with none)."""
+        values = [self.logprobs.policy(batch.select(c), self.config.temperature, entropy=True)[1][
+            self.objective.mask(pb)] for c, pb in zip(chunks, counting, strict=False)]  # no chunks: no values
+        local = torch.cat(values) if values else torch.zeros(0, device=self.processes.device)
+        (everyone,), _ = self.processes.gather_rows([local], local.numel())
+        return self.objective.entropy_threshold(everyone)
 
     @staticmethod
     def _policy_batch(batch: StepBatch, rows: Tensor, logp: Tensor, **extra: Any) -> PolicyBatch:

@@ -45,6 +45,8 @@ SCENARIOS = {
     "reward_kl": (rlzoo.recipes.build("custom", reward_kl="k1", reward_kl_coef=0.5), REWARDS, DATA, {}),
     "gvpo_whole_groups": ("gvpo", REWARDS, DATA, {}),
     "dapo_refill": ("dapo", (even_first_term_only,), rows(40), {}),
+    "top_entropy_tokens": (rlzoo.recipes.build("grpo", selectors=({"name": "top_entropy", "rho": 0.5},)), REWARDS,
+                           DATA, {}),
 }
 
 

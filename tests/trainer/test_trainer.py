@@ -70,6 +70,23 @@ def test_micro_batch_size_does_not_change_the_update(tmp_path) -> None:
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
+def test_the_top_entropy_threshold_is_the_steps_whatever_the_micro_batches(tmp_path) -> None:
+    recipe = rlzoo.recipes.build("grpo", selectors=({"name": "top_entropy", "rho": 0.3},))
+
+    def update(size: int) -> list[torch.Tensor]:
+        model, tok = tiny()
+        before = params(model)
+        cfg = config(tmp_path / str(size), steps=1, optimizer="sgd", learning_rate=1.0, micro_batch_size=size,
+                     max_grad_norm=None)
+        Trainer(model, tok, recipe, rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
+        return [a.detach() - b for a, b in zip(model.parameters(), before, strict=True)]
+
+    whole, split = update(16), update(3)
+    assert max(float(d.abs().max()) for d in whole) > 1e-5
+    for a, b in zip(whole, split, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
 def test_mini_batches_are_successive_optimizer_steps_on_whole_groups(tmp_path) -> None:
     """A vanilla policy gradient (no ratio) with per-group advantages: two mini-batches of one step
     are exactly two steps on half the prompts each (the data order is the same)."""
