@@ -9,6 +9,7 @@ the same outcomes, so the scorer's logic does not depend on where a function run
 
 import asyncio
 import concurrent.futures
+import faulthandler
 import inspect
 import math
 import multiprocessing
@@ -108,6 +109,7 @@ def _serve(conn: Any, funcs: Sequence[RewardFunction], inherited: Sequence[Any])
     for other in inherited:  # the parent's ends of every pipe (fork): so EOF reaches us if it dies
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    faulthandler.disable()  # a crash is reported by the parent (signal named); a forked dump shows its stack
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)  # as torch's DataLoader workers: a forked OpenMP pool can hang
