@@ -22,6 +22,8 @@ _SUBMODULES = (
     "tasks",
     "data",
     "text",
+    "experiment",
+    "compare",
 )
 _ATTRIBUTES = {
     "Groups": "rlzoo.types",

@@ -98,7 +98,7 @@ def _summary_text(summary: dict, output_dir: str) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rlzoo.experiment import compare, compare_table
+    from rlzoo.compare import compare, compare_table
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     train = {"progress": False} if args.quiet else {}

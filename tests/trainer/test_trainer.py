@@ -272,3 +272,13 @@ def test_bf16_autocast_on_cpu_trains_and_the_kl_starts_at_zero(tmp_path, fresh_a
     assert first["loss/kl"] == 0.0
     assert second["loss/kl"] > 0.0  # the policy moved away from the reference
     assert trainer.accelerator.mixed_precision == "bf16"
+
+
+def test_gdpo_reward_aggregation_reaches_the_scorer(tmp_path) -> None:
+    model, tok = tiny()
+    cfg = config(tmp_path, steps=1, reward_aggregation="normalize_then_sum", reward_timeout=None)
+    trainer = Trainer(model, tok, "grpo", rows(8), (arithmetic_correct, length_reward), cfg,
+                      generator=ScriptedGenerator())
+    assert trainer.scorer.combine == "normalize_then_sum"
+    (h,) = trainer.train()
+    assert abs(h["reward/mean"]) < 1e-6  # group-normalised rewards sum to zero in every group
