@@ -35,6 +35,19 @@ class StepBatch:
     def select(self, rows: Int[Tensor, " r"]) -> "StepBatch":
         return StepBatch(*(getattr(self, f.name)[rows] for f in fields(self)))
 
+    def trimmed(self) -> "StepBatch":
+        """The same sequences without the columns that are padding in every row: prompt columns on the
+        left, completion columns past the longest completion (log-probs come back ``[b, t']``)."""
+        t = self.completion_len
+        p = self.input_ids.shape[1] - t
+        keep_p = int(self.attention_mask[:, :p].sum(1).max()) if self.size else p
+        keep_t = max(1, int(self.completion_mask.sum(1).max())) if self.size else t
+        if keep_p == p and keep_t == t:
+            return self
+        columns = slice(p - keep_p, p + keep_t)
+        return StepBatch(self.input_ids[:, columns], self.attention_mask[:, columns], self.completion_mask[:, :keep_t],
+                         self.advantages, self.rewards, self.group_ids)
+
     @classmethod
     def of(cls, rollout: Rollout, groups: Groups, advantages: Float[Tensor, "n g"], offset: int) -> "StepBatch":
         """The valid sequences of ``rollout``, prompt and completion joined; group ids start at ``offset``
@@ -54,13 +67,17 @@ class StepBatch:
 def micro_batches(batch: StepBatch, rows: Int[Tensor, " r"], size: int, whole_groups: bool) -> list[Tensor]:
     """``rows`` cut into micro-batches of about ``size`` sequences (none when ``rows`` is empty).
 
-    With ``whole_groups`` every group's sequences stay in one micro-batch (a micro-batch may then
-    exceed ``size`` by up to one group).
+    Sequences of similar length go together (longest first), so each micro-batch, trimmed to its own
+    longest row (:meth:`StepBatch.trimmed`), spends little compute on padding; the loss normalisers
+    are the step's, so the gradient does not depend on the grouping. With ``whole_groups`` every
+    group's sequences stay in one micro-batch, in order (a micro-batch may then exceed ``size`` by up
+    to one group).
     """
     if rows.numel() == 0:
         return []
     if not whole_groups:
-        return list(rows.split(size))
+        by_length = batch.attention_mask[rows].sum(1).argsort(descending=True, stable=True)
+        return list(rows[by_length].split(size))
     ids = batch.group_ids[rows]
     starts = torch.cat([ids.new_ones(1, dtype=torch.bool), ids[1:] != ids[:-1]]).nonzero().squeeze(1)
     out, current = [], 0

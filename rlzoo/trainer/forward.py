@@ -129,12 +129,14 @@ class LogProbs:
     ) -> Float[Tensor, "b t"]:
         """Log-probs of every row of ``batch`` without a graph, micro-batch by micro-batch, under the
         policy or (``reference``) the reference."""
-        if not chunks:
-            return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
+        out = batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
         model = self.reference if reference and self.reference is not None else self.model
         off = self.model.disable_adapter() if reference and self.adapters_as_reference else contextlib.nullcontext()
         with off, self.autocast():
-            return torch.cat([self._compute(model, batch.select(c), temperature or 1.0, False)[0] for c in chunks])
+            for c in chunks:  # each trimmed to its longest row, written back into the full width
+                logp = self._compute(model, batch.select(c).trimmed(), temperature or 1.0, False)[0]
+                out[c, : logp.shape[1]] = logp
+        return out
 
 
 def sequence_kl(

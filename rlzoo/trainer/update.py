@@ -108,11 +108,13 @@ class Updater:
         threshold = self._entropy_threshold(batch, chunks, counting) if objective.needs_entropy_threshold else None
         sums: dict[str, float] = {}
         for c in chunks:
-            logp, entropy = self.logprobs.policy(batch.select(c), self.config.temperature, objective.needs_entropy)
+            part = batch.select(c).trimmed()  # the policy's log-probs [b, w], w = its longest completion
+            logp, entropy = self.logprobs.policy(part, self.config.temperature, objective.needs_entropy)
+            w = part.completion_len
             mb = self._policy_batch(
                 batch, c, logp,
-                old_logp=None if old_logp is None else old_logp[c],
-                ref_logp=None if ref_logp is None else ref_logp[c],
+                old_logp=None if old_logp is None else old_logp[c, :w],
+                ref_logp=None if ref_logp is None else ref_logp[c, :w],
                 entropy=entropy,
                 totals=totals,
                 entropy_threshold=threshold,
@@ -156,7 +158,7 @@ class Updater:
         return PolicyBatch(
             logp=logp,
             old_logp=logp.detach() if old is None else old,
-            mask=batch.completion_mask[rows],
+            mask=batch.completion_mask[rows, : logp.shape[1]],
             advantages=batch.advantages[rows],
             rewards=batch.rewards[rows],
             group_ids=batch.group_ids[rows],
