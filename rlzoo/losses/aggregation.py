@@ -8,7 +8,7 @@ Denominators are counts clamped at 1: with nothing counted, every weight is 0 an
 """
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
@@ -111,6 +111,12 @@ class SeqMeanTokenSum(_Aggregation):
         return _counted(mask, totals) / totals.sequences.clamp_min(1)
 
 
+def _check_constant(aggregation: Any) -> None:
+    """The range check of a normalising ``constant`` (for ``__post_init__``)."""
+    constant = aggregation.constant
+    check(aggregation, "constant", constant > 0 and constant < float("inf"), "must be a finite number > 0")
+
+
 @AGGREGATIONS.register("seq_sum_const")
 @dataclass(frozen=True)
 class SeqSumConst(_Aggregation):
@@ -128,12 +134,7 @@ class SeqSumConst(_Aggregation):
     unit: ClassVar[Level] = "token"
 
     def __post_init__(self) -> None:
-        check(
-            self,
-            "constant",
-            self.constant > 0 and self.constant < float("inf"),
-            "must be a finite number > 0",
-        )
+        _check_constant(self)
 
     def weights(
         self, mask: Bool[Tensor, "b t"], totals: LossTotals, group_ids: Int[Tensor, " b"] | None
@@ -163,12 +164,7 @@ class TokenSumConst(_Aggregation):
     unit: ClassVar[Level] = "token"
 
     def __post_init__(self) -> None:
-        check(
-            self,
-            "constant",
-            self.constant > 0 and self.constant < float("inf"),
-            "must be a finite number > 0",
-        )
+        _check_constant(self)
 
     def weights(
         self, mask: Bool[Tensor, "b t"], totals: LossTotals, group_ids: Int[Tensor, " b"] | None
