@@ -24,11 +24,11 @@ from rlzoo.rewards._execution import (
     default_start_method,
     slice_payload,
 )
+from rlzoo.rewards._outputs import checked_rewards
 from rlzoo.types import Groups
 
 logger = logging.getLogger("rlzoo.rewards")
 
-_FLOAT32_MAX = 3.4028234663852886e38  # rewards become float32 tensors
 
 FunctionSpec = RewardFunction | str | Mapping[str, Any]
 
@@ -348,7 +348,7 @@ class Scorer:
                 hopeless = len(group) == 2 and all(o.status == "timeout" for _, o in results)
                 for job, outcome in results:
                     if outcome.status == "ok":
-                        for i, value in zip(job.indices, self._check(job, outcome.value, g), strict=True):
+                        for i, value in zip(job.indices, checked_rewards(self.names[job.func], job.indices, outcome.value, g), strict=True):
                             values[job.func][i] = value
                     elif len(job.indices) > 1 and not hopeless and not self._stopping():
                         half = len(job.indices) // 2  # bisect: one bad completion costs log2(size) calls
@@ -394,41 +394,3 @@ class Scorer:
             if outcome.status == "fatal":
                 raise outcome.value
         return outcomes
-
-    def _check(self, job: Job, out: Any, g: int) -> list[float | None]:
-        """The function's output as floats or None, or a DataError naming the function and completion."""
-        name = self.names[job.func]
-        if not isinstance(out, list):
-            raise DataError(
-                f"reward function '{name}' must return a list with one float or None per completion, "
-                f"got {type(out).__name__}"
-            )
-        if len(out) != len(job.indices):
-            raise DataError(
-                f"reward function '{name}' returned {len(out)} rewards for {len(job.indices)} completions "
-                f"({job.indices[0]}..{job.indices[-1]}); it must return exactly one per completion"
-            )
-        checked: list[float | None] = []
-        for index, value in zip(job.indices, out, strict=True):
-            where = f"completion {index} (prompt {index // g}, sample {index % g})"
-            if value is None:
-                checked.append(None)
-                continue
-            if isinstance(value, (str, bytes)) or not hasattr(type(value), "__float__"):
-                raise DataError(
-                    f"reward function '{name}' returned {value!r} ({type(value).__name__}) for {where}; "
-                    "expected a float or None"
-                )
-            number = float(value)
-            if not math.isfinite(number):
-                raise DataError(
-                    f"reward function '{name}' returned {number} for {where}; rewards must be finite "
-                    "(return None for a completion that cannot be scored)"
-                )
-            if abs(number) > _FLOAT32_MAX:
-                raise DataError(
-                    f"reward function '{name}' returned {number!r} for {where}, which overflows float32 (the "
-                    f"rewards' dtype; largest {_FLOAT32_MAX:.4g}); rescale the rewards"
-                )
-            checked.append(number)
-        return checked
