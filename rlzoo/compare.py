@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import generation_totals, load_experiment, run_experiment
+from rlzoo.experiment import generation_totals, load_experiment, logged_history, run_experiment
 from rlzoo.trainer import TrainConfig
 
 
@@ -66,7 +66,7 @@ def compare(
         futures = {name: [pool.submit(_run_spec, spec) for spec in specs] for name, specs in runs.items()} if pool else {}
         for name, specs in runs.items():
             summaries = [f.result() for f in futures[name]] if pool else [_run_spec(spec) for spec in specs]
-            curves[name] = [_read_history(Path(spec["train"]["output_dir"])) for spec in specs]
+            curves[name] = [logged_history(Path(spec["train"]["output_dir"]) / "metrics.jsonl") for spec in specs]
             result["rows"].append(_compare_row(name, summaries, curves[name]))
             commits |= {s.get("commit", "unknown") for s in summaries}  # reused runs keep the commit they ran on
             result["commit"] = ", ".join(sorted(commits))
@@ -106,10 +106,6 @@ def _same_config(config: TrainConfig, saved: dict[str, Any]) -> bool:
     now = config.to_dict()
     then["progress"] = now["progress"]
     return _jsonable(now) == _jsonable(then)
-
-
-def _read_history(run_dir: Path) -> list[dict[str, float | int]]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def _compare_row(name: str, summaries: list[dict[str, Any]], histories: list[list[dict[str, Any]]]) -> dict[str, Any]:

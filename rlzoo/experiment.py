@@ -265,7 +265,7 @@ def run_experiment(
     wall = time.perf_counter() - start
     after = trainer.evaluate() | trainer.evaluate(greedy=False)
     if resume:  # the steps before the resume, as logged
-        history = _logged_history(out / "metrics.jsonl")
+        history = logged_history(out / "metrics.jsonl")
     summary = {
         "recipe": exp.recipe.to_dict(),
         "config": config.to_dict(),
@@ -308,7 +308,7 @@ def _claim_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _logged_history(path: Path) -> list[dict[str, Any]]:
+def logged_history(path: Path) -> list[dict[str, Any]]:
     """The step entries of ``metrics.jsonl`` (the whole run, after a resume)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
