@@ -20,6 +20,7 @@ class StepBatch:
     advantages: Float[Tensor, " b"]
     rewards: Float[Tensor, " b"]
     group_ids: Int[Tensor, " b"]
+    rollout_logp: Float[Tensor, "b t"] | None = None  # the engine's, where it reports them
 
     @property
     def size(self) -> int:
@@ -33,7 +34,7 @@ class StepBatch:
         return torch.arange(self.size, device=self.input_ids.device)
 
     def select(self, rows: Int[Tensor, " r"]) -> "StepBatch":
-        return StepBatch(*(getattr(self, f.name)[rows] for f in fields(self)))
+        return StepBatch(*(None if (v := getattr(self, f.name)) is None else v[rows] for f in fields(self)))
 
     def trimmed(self) -> "StepBatch":
         """The same sequences without the columns that are padding in every row: prompt columns on the
@@ -46,7 +47,8 @@ class StepBatch:
             return self
         columns = slice(p - keep_p, p + keep_t)
         return StepBatch(self.input_ids[:, columns], self.attention_mask[:, columns], self.completion_mask[:, :keep_t],
-                         self.advantages, self.rewards, self.group_ids)
+                         self.advantages, self.rewards, self.group_ids,
+                         None if self.rollout_logp is None else self.rollout_logp[:, :keep_t])
 
     @classmethod
     def of(cls, rollout: Rollout, groups: Groups, advantages: Float[Tensor, "n g"], offset: int) -> "StepBatch":
@@ -61,6 +63,7 @@ class StepBatch:
             advantages=advantages.reshape(-1)[rows],
             rewards=groups.rewards.reshape(-1)[rows],
             group_ids=prompt_rows + offset,
+            rollout_logp=None if rollout.rollout_logp is None else rollout.rollout_logp[rows],
         )
 
 

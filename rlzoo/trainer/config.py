@@ -21,7 +21,9 @@ class TrainConfig:
     ``micro_batch_size`` only bounds memory. With one optimiser step per rollout (the default) the
     policy ratio is exactly 1 and no clip binds. ``generator`` picks the rollout engine:
     ``hf`` is Hugging Face ``generate`` (any model), ``lean`` is :class:`rlzoo.trainer.LeanGenerator`
-    (Llama-style models; the same sampling in a leaner decode loop). ``cpu_threads`` sets torch's intra-op threads
+    (Llama-style models; the same sampling in a leaner decode loop), ``vllm`` is vLLM colocated in
+    this process (:class:`rlzoo.trainer.engines.vllm.VLLMGenerator`; the ``vllm_*`` knobs are TRL's,
+    and its weights follow the policy after every optimiser step). ``cpu_threads`` sets torch's intra-op threads
     when training on CPU (small models run fastest on one: threads wait on each other as soon as
     another process holds a core). A config is validated as a whole when it is
     built: every problem is reported at once, before any model is loaded.
@@ -54,7 +56,11 @@ class TrainConfig:
     passes: int = 1
     mini_batches: int = 1
     seed: int = 0
-    generator: Literal["hf", "lean"] = "hf"
+    generator: Literal["auto", "hf", "lean", "vllm"] = "hf"
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
+    vllm_max_model_length: int | None = None
+    vllm_enable_sleep_mode: bool = False
     max_prompt_length: int | None = None
     mask_truncated_completions: bool = False
     verifier: str | None = None
@@ -109,6 +115,12 @@ class TrainConfig:
             problems.append(f"max_prompt_length={self.max_prompt_length!r} must be >= 1 or None (no limit)")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             problems.append(f"cpu_threads={self.cpu_threads!r} must be >= 1 or None (torch's default)")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            problems.append(f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization!r} must be in (0, 1]")
+        if self.vllm_tensor_parallel_size < 1:
+            problems.append(f"vllm_tensor_parallel_size={self.vllm_tensor_parallel_size!r} must be >= 1")
+        if self.vllm_max_model_length is not None and self.vllm_max_model_length < 1:
+            problems.append(f"vllm_max_model_length={self.vllm_max_model_length!r} must be >= 1 or None (the model's)")
         if self.reward_timeout is not None and not self.reward_timeout > 0:
             problems.append(f"reward_timeout={self.reward_timeout!r} must be > 0 or None")
         if problems:

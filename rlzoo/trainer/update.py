@@ -115,6 +115,7 @@ class Updater:
                 batch, c, logp,
                 old_logp=None if old_logp is None else old_logp[c, :w],
                 ref_logp=None if ref_logp is None else ref_logp[c, :w],
+                rollout_logp=part.rollout_logp,
                 entropy=entropy,
                 totals=totals,
                 entropy_threshold=threshold,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
@@ -18,6 +18,8 @@ class Rollout:
     """Prompts and their sampled completions, prompt-major (completion j of prompt i is row i*g + j).
 
     Prompts are left-padded, completions right-padded; EOS is part of a completion, padding is not.
+    ``rollout_logp`` holds the log-probs the engine sampled each token with, where it reports them
+    (vLLM; 0 at padding), else None.
     """
 
     prompt_ids: Int[Tensor, "n p"]
@@ -26,6 +28,7 @@ class Rollout:
     completion_mask: Bool[Tensor, "m t"]
     truncated: Bool[Tensor, " m"]
     texts: list[str]
+    rollout_logp: Float[Tensor, "m t"] | None = None
 
     @property
     def group_size(self) -> int:
@@ -132,21 +135,26 @@ class Generator(Protocol):
 
 
 def rollout_from_ids(
-    tokenizer: PreTrainedTokenizerBase, prompts: Prompts, completion_ids: Int[Tensor, "m t"]
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Prompts,
+    completion_ids: Int[Tensor, "m t"],
+    rollout_logp: Float[Tensor, "m t"] | None = None,
 ) -> Rollout:
     """Build a Rollout from raw completion ids (anything after the first EOS becomes padding)."""
     if completion_ids.shape[1] == 0:
         completion_ids = torch.full(
             (completion_ids.shape[0], 1), prompts.eos_token_ids[0], device=completion_ids.device
         )
+        rollout_logp = None if rollout_logp is None else rollout_logp.new_zeros(completion_ids.shape)
     mask = completion_mask(completion_ids, prompts.eos_token_ids)
     ids = torch.where(mask, completion_ids, tokenizer.pad_token_id)
     truncated = ~torch.isin(ids, torch.tensor(prompts.eos_token_ids, device=ids.device)).any(1)
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return Rollout(prompts.ids, prompts.mask, ids, mask, truncated, texts)
+    logp = None if rollout_logp is None else torch.where(mask, rollout_logp, 0.0)
+    return Rollout(prompts.ids, prompts.mask, ids, mask, truncated, texts, logp)
 
 
-def _pad_to(x: Tensor, width: int, value: int | bool, left: bool) -> Tensor:
+def _pad_to(x: Tensor, width: int, value: float | int | bool, left: bool) -> Tensor:
     extra = width - x.shape[1]
     if extra == 0:
         return x
@@ -165,6 +173,7 @@ def select_groups(rollout: Rollout, groups: Int[Tensor, " k"]) -> Rollout:
         rollout.completion_mask[rows],
         rollout.truncated[rows],
         [rollout.texts[i] for i in rows.tolist()],
+        None if rollout.rollout_logp is None else rollout.rollout_logp[rows],
     )
 
 
@@ -181,4 +190,6 @@ def concat_rollouts(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
         torch.cat([_pad_to(r.completion_mask, t, False, False) for r in rollouts]),
         torch.cat([r.truncated for r in rollouts]),
         [text for r in rollouts for text in r.texts],
+        None if rollouts[0].rollout_logp is None
+        else torch.cat([_pad_to(r.rollout_logp, t, 0.0, False) for r in rollouts]),  # type: ignore[arg-type]
     )
