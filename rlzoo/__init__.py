@@ -14,6 +14,7 @@ _SUBMODULES = (
     "rewards",
     "losses",
     "selectors",
+    "corrections",
     "recipes",
     "registry",
     "types",

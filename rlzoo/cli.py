@@ -21,6 +21,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "kl": ("rlzoo.losses", "KL_ESTIMATORS"),
     "aggregations": ("rlzoo.losses", "AGGREGATIONS"),
     "selectors": ("rlzoo.selectors", "SELECTORS"),
+    "corrections": ("rlzoo.corrections", "CORRECTIONS"),
     "recipes": ("rlzoo.recipes", "RECIPES"),
 }
 

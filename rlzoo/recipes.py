@@ -84,6 +84,7 @@ class Recipe:
     loss: Spec = "ppo_clip"
     aggregation: Spec = "token_mean"
     selectors: tuple[Spec, ...] = ()
+    correction: Spec | None = None
     kl: Spec | None = None
     kl_coef: float = 0.0
     reward_kl: Spec | None = None
@@ -118,6 +119,7 @@ class Recipe:
             loss_floor=self.loss_floor,
             floor_scope=self.floor_scope,
             selectors=tuple(resolve(s, ctx) for s in self.selectors),
+            correction=None if self.correction is None else resolve(self.correction, ctx),
         )
         reward_kl = None if self.reward_kl is None else losses.build_kl(self.reward_kl)
         if getattr(reward_kl, "needs_old_logp", False):

@@ -8,6 +8,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from rlzoo.corrections import CORRECTIONS, Correction
 from rlzoo.errors import ConfigError, DataError
 from rlzoo.losses import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlzoo.losses._common import (
@@ -66,7 +67,12 @@ class Objective:
        the entropy bonus (``masks_entropy_bonus``). Denominators and totals are unchanged (a
        dropped token weighs 0), and the KL term is never masked. At most one selector may need a
        step-level entropy threshold.
-    8. A KL estimator with ``needs_old_logp = True`` (an importance-weighted estimator such as
+    8. ``correction`` (``rlzoo.corrections``: TIS, MIS / IcePop) weighs the per-token policy loss
+       by its importance weight against the inference engine (``rollout_logp``), after the loss and
+       the selectors; it is a no-op when the batch has no ``rollout_logp``. With ``rollout_logp``
+       the metrics add ``rollout/logp_diff_mean`` and ``rollout/logp_diff_max``, the gap
+       ``|old_logp - rollout_logp|`` between trainer and engine over counted tokens.
+    9. A KL estimator with ``needs_old_logp = True`` (an importance-weighted estimator such as
        DeepSeek-V3.2's ``ratio · k3``) is called as ``kl(logp, ref_logp, old_logp=old_logp)``; the
        others as ``kl(logp, ref_logp)``. Every input is 0 at padding.
 
@@ -99,8 +105,11 @@ class Objective:
     loss_floor: float | None = None
     floor_scope: Literal["microbatch", "group"] = "microbatch"
     selectors: tuple[str | Mapping[str, Any] | TokenSelector, ...] = ()
+    correction: str | Mapping[str, Any] | Any | None = None
 
     def __post_init__(self) -> None:
+        if self.correction is not None:
+            object.__setattr__(self, "correction", CORRECTIONS.build(self.correction))
         object.__setattr__(self, "policy", POLICY_LOSSES.build(self.policy))
         object.__setattr__(self, "aggregation", AGGREGATIONS.build(self.aggregation))
         if self.kl is not None:
@@ -183,7 +192,7 @@ class Objective:
     def needs_rollout_logp(self) -> bool:
         """Some part reads ``rollout_logp`` (the inference engine's log-probs): pass them when the
         generator returned them; None makes those parts use ``old_logp``."""
-        parts = (self.policy, self.kl, *self.selectors)
+        parts = (self.policy, self.kl, *self.selectors, self.correction)
         return any(getattr(p, "uses_rollout_logp", False) for p in parts)
 
     def entropy_threshold(self, entropy: Float[Tensor, " N"]) -> Float[Tensor, ""]:
@@ -225,6 +234,10 @@ class Objective:
         weights = self.aggregation.weights(mask, totals, batch.group_ids)
         keep, entropy_keep, selected = self._select(batch)
         policy_values = term.loss if keep is None else torch.where(keep, term.loss, 0.0)
+        correction_weight, corrected = self._corrected(batch)
+        if correction_weight is not None:
+            policy_values = policy_values * correction_weight
+        selected = {**selected, **corrected}
         policy_loss, metrics = self._floored(batch, policy_values, weights)
         metrics = {"loss/policy": policy_loss.detach(), **metrics, **term.metrics, **selected}
         loss = policy_loss
@@ -252,6 +265,22 @@ class Objective:
                 entropy_keep = selection.keep if entropy_keep is None else entropy_keep & selection.keep
             metrics |= selection.metrics
         return keep, entropy_keep, metrics
+
+    def _corrected(self, batch: PolicyBatch) -> tuple[Float[Tensor, "b t"] | None, dict[str, Tensor]]:
+        """The correction's weight (None: no correction, or no ``rollout_logp``) and metrics, with the
+        trainer-engine gap."""
+        if batch.rollout_logp is None:
+            return None, {}
+        with torch.no_grad():
+            gap = (batch.old_logp - batch.rollout_logp).abs()[batch.mask]
+            metrics = {
+                "rollout/logp_diff_mean": gap.mean() if gap.numel() else gap.new_tensor(float("nan")),
+                "rollout/logp_diff_max": gap.max() if gap.numel() else gap.new_tensor(float("nan")),
+            }
+        corrected: Correction | None = None if self.correction is None else self.correction(batch)  # type: ignore[operator]
+        if corrected is None:
+            return None, metrics
+        return corrected.weight, {**metrics, **corrected.metrics}
 
     def _kl_loss(self, batch: PolicyBatch, weights: Float[Tensor, "b t"], metrics: dict[str, Tensor]) -> Tensor:
         """The aggregated KL term; an estimator with ``needs_old_logp`` also gets the old log-probs."""

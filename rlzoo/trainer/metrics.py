@@ -26,8 +26,9 @@ logger = logging.getLogger("rlzoo.trainer")
 
 _SUMMED = ("loss/total", "loss/policy", "loss/kl", "loss/entropy", "reward/invalid", "tokens_per_s")
 _SUMMED_SUFFIXES = ("/unscored", "/timeouts", "/errors")
-_MAXIMUM = ("length/max", "adv/max", "reward/seconds", "groups/rounds")
-_MINIMUM = ("length/min", "adv/min")
+_MAXIMUM = ("length/max", "adv/max", "reward/seconds", "groups/rounds", "rollout/logp_diff_max",
+            "correction/ratio_max")
+_MINIMUM = ("length/min", "adv/min", "correction/ratio_min")
 # Loss metrics that are a micro-batch's share of the step's loss (they add up over micro-batches too).
 ADDITIVE = frozenset(_SUMMED[:4])
 
