@@ -193,3 +193,17 @@ def concat_rollouts(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
         None if rollouts[0].rollout_logp is None
         else torch.cat([_pad_to(r.rollout_logp, t, 0.0, False) for r in rollouts]),  # type: ignore[arg-type]
     )
+
+
+def adapted_linear(module: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
+    """The weight and bias a linear layer applies: a LoRA layer's base weight plus its active adapters'
+    deltas (unless they are disabled or merged), so an engine samples from the adapted model."""
+    base = getattr(module, "base_layer", None)
+    if base is None:
+        return module.weight, module.bias
+    weight = base.weight
+    if not getattr(module, "disable_adapters", False) and not getattr(module, "merged", False):
+        for name in module.active_adapters:
+            if name in module.lora_A:
+                weight = weight + module.get_delta_weight(name)
+    return weight, base.bias
