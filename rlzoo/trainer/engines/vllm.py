@@ -14,6 +14,7 @@ seeded run, and a resumed one, samples the same). The log-prob of every sampled 
 temperature (vLLM's ``processed_logprobs``, as TRL), comes back as ``Rollout.rollout_logp``.
 """
 
+import atexit
 import contextlib
 import logging
 import os
@@ -133,6 +134,9 @@ class VLLMGenerator:
                 # one engine per process in the trainer's process group (TRL's colocate mode)
                 distributed_executor_backend="external_launcher" if several else None,
             )
+        # Shut the engine down at exit while the trainer's process group still exists (its atexit
+        # handler, registered earlier, runs later); vLLM's own teardown would find the group gone.
+        atexit.register(self.llm.llm_engine.engine_core.shutdown)
         if enable_sleep_mode:
             self.llm.sleep(level=2)
         self._pushed: int | None = None

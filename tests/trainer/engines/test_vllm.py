@@ -12,7 +12,6 @@ from rlzoo.errors import ConfigError
 from rlzoo.trainer import TrainConfig
 from rlzoo.trainer.engines import build_generator
 from rlzoo.trainer.engines.vllm import policy_weights
-
 from tests.trainer.helpers import tiny
 
 
