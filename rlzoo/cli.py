@@ -55,31 +55,33 @@ def _recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_kwargs(args: argparse.Namespace) -> dict:
+    """The experiment options ``train`` and ``compare`` share, as load_experiment's keywords."""
+    return {
+        "task": args.task,
+        "config_file": args.config,
+        "model": args.model,
+        "dataset": args.dataset,
+        "rewards": args.reward,
+        "eval_dataset": args.eval_dataset,
+        "dataset_split": args.dataset_split,
+        "dataset_subset": args.dataset_subset,
+        "eval_dataset_split": args.eval_split,
+        "prompt_column": args.prompt_column,
+        "system_prompt": args.system_prompt,
+        "chat": args.chat,
+        "lora": {"r": args.lora, "alpha": 2 * args.lora} if args.lora else None,
+    }
+
+
 def _train(args: argparse.Namespace) -> int:
     from rlzoo.experiment import load_experiment, run_experiment
 
     train = {"output_dir": args.output_dir} if args.output_dir else {}
-    exp = load_experiment(
-        recipe=args.recipe,
-        config_file=args.config,
-        overrides=args.set,
-        model=args.model,
-        dataset=args.dataset,
-        train=train,
-        rewards=args.reward,
-        eval_dataset=args.eval_dataset,
-        dataset_split=args.dataset_split,
-        dataset_subset=args.dataset_subset,
-        eval_dataset_split=args.eval_split,
-        prompt_column=args.prompt_column,
-        system_prompt=args.system_prompt,
-        chat=args.chat,
-        lora={"r": args.lora, "alpha": 2 * args.lora} if args.lora else None,
-    )
+    exp = load_experiment(recipe=args.recipe, overrides=args.set, train=train, **_experiment_kwargs(args))
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, print once
-    where = "the embedded arithmetic task and its tiny model" if exp.embedded else f"{exp.model} on {exp.dataset}"
     if main_process:
-        print(f"rlzoo train: recipe '{exp.recipe.name}' on {where}; {exp.config.steps} steps -> {exp.config.output_dir}")
+        print(f"rlzoo train: recipe '{exp.recipe.name}' on {exp.describe()}; {exp.config.steps} steps -> {exp.config.output_dir}")
     summary = run_experiment(exp, resume=args.resume, overwrite=args.overwrite)
     if main_process:
         print(_summary_text(summary, exp.config.output_dir))
@@ -99,14 +101,15 @@ def _summary_text(summary: dict, output_dir: str) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from rlzoo.compare import compare, compare_table
+    from rlzoo.compare import compare, compare_report
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     train = {"progress": False} if args.quiet else {}
-    result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train, jobs=args.jobs)
-
-    print(compare_table(result))
-    print(f"table: {args.output_dir}/compare.md   plot: {args.output_dir}/compare.png   data: {args.output_dir}/compare.json")
+    result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train, jobs=args.jobs,
+                     baseline=args.baseline, experiment=_experiment_kwargs(args), keep_models=args.keep_models)
+    out = args.output_dir or result["output_dir"]
+    print(compare_report(result))
+    print(f"table: {out}/compare.md   plot: {out}/compare.png   data: {out}/compare.json")
     return 0
 
 
@@ -135,6 +138,46 @@ def _bench(args: argparse.Namespace) -> int:
             failed.append(name)
     print(f"results in {out}/" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    """What a run trains on: shared by ``train`` and ``compare``."""
+    p.add_argument("--task", metavar="NAME",
+                   help="an embedded task with its own tiny model and data (default arithmetic3; chain4: "
+                   "four-number sums whose partial sums the answer needs); not with --model/--dataset")
+    p.add_argument("--model", help="local path of a transformers causal LM")
+    p.add_argument("--dataset", help="training prompts: a .jsonl/.json/.csv/.parquet file, a folder written by "
+                   "save_to_disk, or a hub id such as openai/gsm8k (read from the datasets cache; nothing is "
+                   "downloaded under HF_HUB_OFFLINE=1). Rows need a 'prompt' (see --prompt-column); the other "
+                   "columns go to the reward functions")
+    p.add_argument("--dataset-split", metavar="SPLIT",
+                   help="split of --dataset (default train; a lone file has only train)")
+    p.add_argument("--dataset-subset", metavar="NAME",
+                   help="hub subset (datasets' config name, TRL's --dataset_config), e.g. main for openai/gsm8k; "
+                   "also used for --eval-split of the same dataset")
+    p.add_argument("--eval-dataset", metavar="SOURCE",
+                   help="held-out prompts, any source --dataset takes (default: none, or --dataset with --eval-split)")
+    p.add_argument("--eval-split", metavar="SPLIT",
+                   help="split for evaluation: of --eval-dataset (default train), or of --dataset when no "
+                   "--eval-dataset is named, e.g. --eval-split test")
+    p.add_argument("--prompt-column", metavar="COLUMN",
+                   help="the column holding the prompts, renamed to 'prompt' (default prompt; GSM8K: question)")
+    p.add_argument("--system-prompt", metavar="TEXT",
+                   help="system message put first in chat prompts (kept out if one is there); with plain-text "
+                   "prompts it is prefixed, followed by a blank line")
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="send string prompts as chat messages [{'role': 'user', ...}] through the tokenizer's "
+                   "chat template (default: as they are; message-list prompts are chat either way)")
+    p.add_argument("--config", help="YAML with keys recipe, task, model, dataset, eval_dataset, reward_funcs, train, "
+                   "dataset_split, dataset_subset, eval_dataset_split, prompt_column, system_prompt, chat")
+    p.add_argument("--reward", action="append", default=[], metavar="SPEC",
+                   help="a reward function (repeatable; replaces the config's reward_funcs): a registered name "
+                   "(rlzoo list rewards), module:function or path/to/file.py:function, each optionally "
+                   "@WEIGHT (default 1.0), e.g. --reward answer_match --reward my_rewards.py:fmt@0.5")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    p.add_argument("--lora", type=int, metavar="R",
+                   help="train LoRA adapters of rank R (alpha 2R) on every linear layer; the reference policy is "
+                        "the base model. A config file's lora: section sets r, alpha, dropout, target_modules, merge")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "completion length before and after and writes curves.png.",
         epilog="examples:\n"
         "  rlzoo train\n"
+        "  rlzoo train --task chain4          # the second embedded task (rlzoo.tasks.chain)\n"
         "  rlzoo train --recipe grpo --set steps=50 --set loss.eps_high=0.28\n"
         "  rlzoo train --model ./my-model --dataset prompts.jsonl --config run.yaml\n"
         "  rlzoo train --model ./my-model --dataset gsm8k/train.parquet --prompt-column question --chat\n"
@@ -186,61 +230,42 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipe", help="recipe name (rlzoo recipes list); default agpo")
-    p.add_argument("--model", help="local path of a transformers causal LM")
-    p.add_argument("--dataset", help="training prompts: a .jsonl/.json/.csv/.parquet file, a folder written by "
-                   "save_to_disk, or a hub id such as openai/gsm8k (read from the datasets cache; nothing is "
-                   "downloaded under HF_HUB_OFFLINE=1). Rows need a 'prompt' (see --prompt-column); the other "
-                   "columns go to the reward functions")
-    p.add_argument("--dataset-split", metavar="SPLIT",
-                   help="split of --dataset (default train; a lone file has only train)")
-    p.add_argument("--dataset-subset", metavar="NAME",
-                   help="hub subset (datasets' config name, TRL's --dataset_config), e.g. main for openai/gsm8k; "
-                   "also used for --eval-split of the same dataset")
-    p.add_argument("--eval-dataset", metavar="SOURCE",
-                   help="held-out prompts, any source --dataset takes (default: none, or --dataset with --eval-split)")
-    p.add_argument("--eval-split", metavar="SPLIT",
-                   help="split for evaluation: of --eval-dataset (default train), or of --dataset when no "
-                   "--eval-dataset is named, e.g. --eval-split test")
-    p.add_argument("--prompt-column", metavar="COLUMN",
-                   help="the column holding the prompts, renamed to 'prompt' (default prompt; GSM8K: question)")
-    p.add_argument("--system-prompt", metavar="TEXT",
-                   help="system message put first in chat prompts (kept out if one is there); with plain-text "
-                   "prompts it is prefixed, followed by a blank line")
-    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
-                   help="send string prompts as chat messages [{'role': 'user', ...}] through the tokenizer's "
-                   "chat template (default: as they are; message-list prompts are chat either way)")
-    p.add_argument("--config", help="YAML with keys recipe, model, dataset, eval_dataset, reward_funcs, train, "
-                   "dataset_split, dataset_subset, eval_dataset_split, prompt_column, system_prompt, chat")
-    p.add_argument("--reward", action="append", default=[], metavar="SPEC",
-                   help="a reward function (repeatable; replaces the config's reward_funcs): a registered name "
-                   "(rlzoo list rewards), module:function or path/to/file.py:function, each optionally "
-                   "@WEIGHT (default 1.0), e.g. --reward answer_match --reward my_rewards.py:fmt@0.5")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    _add_experiment_options(p)
     p.add_argument("--output-dir", help="where metrics, checkpoints and plots go (default runs/rlzoo)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")
-    p.add_argument("--lora", type=int, metavar="R",
-                   help="train LoRA adapters of rank R (alpha 2R) on every linear layer; the reference policy is "
-                        "the base model. A config file's lora: section sets r, alpha, dropout, target_modules, merge")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run already in the output dir (its metrics, checkpoints and final model)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
         "compare",
-        help="run several recipes side by side (same model, data, seeds, budget)",
-        description="Train every recipe with every seed on the same model, data and budget, then write "
-        "a table (final eval accuracy mean ± std, eval completion tokens, generated tokens per correct "
-        "answer, all-equal group fraction, wall time) as Markdown and JSON, and a PNG with one curve "
-        "per recipe and a band over seeds. Finished runs with the same settings are reused, so an "
-        "interrupted comparison continues where it stopped.",
-        epilog="example: rlzoo compare --recipes grpo,agpo,agpo_v3,rloo,reinforce_rej,dr_grpo,dapo --seeds 3",
+        help="run several recipes side by side (same model, data, seeds, budget), paired by seed",
+        description="Train every recipe with every seed on the same model, data and budget (an embedded\n"
+        "--task, or --model/--dataset/--config/--reward as for 'rlzoo train'), then write a table of\n"
+        "means (final eval accuracy and tokens, training tokens per correct answer, all-equal groups,\n"
+        "wall time) and of each recipe's per-seed differences to a baseline with a paired bootstrap\n"
+        "95% interval, as Markdown and JSON (every per-seed value), and a PNG: curves over steps with\n"
+        "a band over seeds, and the differences with their intervals. Finished runs with the same\n"
+        "settings are reused, so an interrupted comparison continues where it stopped and a grid can\n"
+        "grow over several sessions; runs keep no model unless --keep-models, so the output directory\n"
+        "is a small cache that can be copied and reused elsewhere.",
+        epilog="examples:\n"
+        "  rlzoo compare --recipes grpo,agpo,agpo_v3,rloo,reinforce_rej,dr_grpo,dapo --seeds 5 --jobs 2\n"
+        "  rlzoo compare --task chain4 --recipes grpo,agpo --seeds 5 --set eval_size=2500\n"
+        "  rlzoo compare --model ./my-model --dataset prompts.jsonl --config run.yaml --recipes grpo,dapo\n"
+        "--set KEY=VALUE applies to every run (a TrainConfig or a recipe field, as for 'rlzoo train').",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipes", default="grpo,agpo", help="comma-separated recipe names (default grpo,agpo)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per recipe (default 1)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    p.add_argument("--output-dir", default="runs/compare", help="default runs/compare")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per recipe: 0 .. N-1 (default 1; the README grid uses 5)")
+    p.add_argument("--baseline", help="the recipe every other one is paired with (default grpo if compared, "
+                   "else the first of --recipes)")
+    _add_experiment_options(p)
+    p.add_argument("--output-dir", help="default runs/compare/<task> (runs/compare/custom for your own model)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, in worker processes (default 1; progress bars are off when > 1)")
+    p.add_argument("--keep-models", action="store_true", help="save each run's final model (default: only "
+                   "summary.json, before.json and metrics.jsonl, which is all a reuse needs)")
     p.add_argument("--quiet", action="store_true", help="no per-run progress bars")
     p.set_defaults(func=_compare)
 

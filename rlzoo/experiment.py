@@ -1,7 +1,8 @@
 """An experiment: a recipe, a model, a dataset and a TrainConfig, validated together, then run.
 
 ``rlzoo train`` is a thin shell over this module, and :mod:`rlzoo.compare` runs its experiments side
-by side. With no model and no dataset named, the embedded default task (:mod:`rlzoo.tasks`) is used.
+by side. With no model and no dataset named, an embedded task (:mod:`rlzoo.tasks`) is used: the
+default one, or the one ``task`` names.
 """
 
 import json
@@ -40,7 +41,7 @@ EMBEDDED_CONFIG: dict[str, Any] = {
 }
 
 _TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}
-_FILE_KEYS = {"recipe", "model", "dataset", "eval_dataset", "reward_funcs", "train", "lora",
+_FILE_KEYS = {"recipe", "task", "model", "dataset", "eval_dataset", "reward_funcs", "train", "lora",
               "dataset_split", "dataset_subset", "eval_dataset_split", "prompt_column", "system_prompt", "chat"}
 # how the dataset is read and shaped (rlzoo.data.load_prompts): option -> its type
 _DATA_OPTIONS: dict[str, type] = {"dataset_split": str, "dataset_subset": str, "eval_dataset_split": str,
@@ -49,10 +50,12 @@ _DATA_OPTIONS: dict[str, type] = {"dataset_split": str, "dataset_subset": str, "
 
 @dataclass(frozen=True)
 class Experiment:
-    """Everything a training run needs, validated; ``model``/``dataset`` None = the embedded task."""
+    """Everything a training run needs, validated; ``model``/``dataset`` None = an embedded task
+    (``task``, default the default task)."""
 
     recipe: Recipe
     config: TrainConfig
+    task: str | None = None
     model: str | None = None
     dataset: str | None = None
     eval_dataset: str | None = None
@@ -64,10 +67,42 @@ class Experiment:
     system_prompt: str | None = None
     chat: bool = False
     lora: Mapping[str, Any] | None = None  # a config file's lora: section (rlzoo.trainer.setup.lora_config)
+    reward_specs: tuple[Any, ...] = ()  # the specs reward_funcs were resolved from, as given
 
     @property
     def embedded(self) -> bool:
         return self.model is None and self.dataset is None
+
+    @property
+    def task_name(self) -> str | None:
+        """The embedded task this runs on (None with a model and dataset of one's own)."""
+        if not self.embedded:
+            return None
+        from rlzoo.tasks.default import DEFAULT
+
+        return self.task or DEFAULT.name
+
+    def describe(self) -> str:
+        """What it trains on, in words (the ``rlzoo train`` banner)."""
+        if not self.embedded:
+            return f"{self.model} on {self.dataset}"
+        from rlzoo.tasks.default import DEFAULT, get_task
+
+        task = get_task(self.task_name or DEFAULT.name)
+        if task is DEFAULT:
+            return "the embedded arithmetic task and its tiny model"
+        return f"the embedded task '{task.name}' ({task.description}) and its tiny model"
+
+    def identity(self) -> dict[str, Any]:
+        """What, besides the recipe and the TrainConfig, decides a run's result: the task or the model
+        and data, the reward specs, the data options, LoRA. Finished runs are reused on it."""
+        return json.loads(json.dumps({
+            "task": self.task_name, "model": self.model, "dataset": self.dataset, "eval_dataset": self.eval_dataset,
+            "reward_funcs": list(self.reward_specs), "dataset_split": self.dataset_split,
+            "dataset_subset": self.dataset_subset, "eval_dataset_split": self.eval_dataset_split,
+            "prompt_column": self.prompt_column, "system_prompt": self.system_prompt, "chat": self.chat,
+            "lora": None if self.lora is None else dict(self.lora),
+        }, default=str))
 
     def load_data(self) -> tuple[Any, Any]:
         """The training and evaluation (or None) ``datasets.Dataset``, read by :func:`rlzoo.data.load_prompts`.
@@ -89,6 +124,7 @@ class Experiment:
 def load_experiment(
     *,
     recipe: str | None = None,
+    task: str | None = None,
     config_file: str | Path | None = None,
     overrides: Sequence[str] = (),
     model: str | None = None,
@@ -111,6 +147,9 @@ def load_experiment(
     ``rewards`` (``--reward``) replace the file's ``reward_funcs``; both are specs that
     :func:`rlzoo.rewards.resolve_rewards` resolves here, and their weights (``fn@0.5``) set ``reward_weights``.
 
+    ``task`` names an embedded task (:data:`rlzoo.tasks.TASKS`; default the default task): it brings
+    its own model, data and reward, so it excludes ``model``/``dataset``.
+
     ``dataset``/``eval_dataset`` are local files, save_to_disk folders or hub ids (checked here as far
     as that needs no reading; :meth:`Experiment.load_data` reads them). The other data options are
     :func:`rlzoo.data.load_prompts`'s: an ``eval_dataset_split`` without an ``eval_dataset`` is a
@@ -128,6 +167,17 @@ def load_experiment(
         problems += [f"config file: unknown key '{k}' (keys: {', '.join(sorted(_FILE_KEYS))})" for k in data if k not in _FILE_KEYS]
     model = model or data.get("model")
     dataset = dataset or data.get("dataset")
+    task = task or data.get("task")
+    if task is not None:
+        from rlzoo.tasks.default import get_task
+
+        try:
+            get_task(str(task))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        if model is not None or dataset is not None:
+            problems.append(f"task '{task}' is an embedded task with its own model and data; "
+                            "drop --task to train your --model on your --dataset")
     if model is not None and not Path(model).exists() and not looks_like_hub_id(model):
         problems.append(f"model '{model}' is neither a local directory nor a hub id (owner/name)")
     given = {"dataset_split": dataset_split, "dataset_subset": dataset_subset, "eval_dataset_split": eval_dataset_split,
@@ -146,8 +196,9 @@ def load_experiment(
         else:
             recipe_sets.append(assignment)
     reward_funcs: tuple[Any, ...] = ()
+    reward_specs = list(rewards) or data.get("reward_funcs") or []
     try:
-        reward_funcs, weights = resolve_rewards(list(rewards) or data.get("reward_funcs") or [])
+        reward_funcs, weights = resolve_rewards(reward_specs)
     except ConfigError as exc:
         problems += str(exc).splitlines()  # one problem per spec
     else:
@@ -176,11 +227,13 @@ def load_experiment(
     return Experiment(
         recipe=built_recipe,
         config=config,
+        task=None if task is None else str(task),
         model=model,
         dataset=dataset,
         eval_dataset=eval_dataset,
         reward_funcs=reward_funcs,
         lora=lora_spec,
+        reward_specs=tuple(reward_specs) if isinstance(reward_specs, list) else (reward_specs,),
         **data_options,
     )
 
@@ -223,9 +276,14 @@ def _resolve_data(
 
 
 def run_experiment(
-    exp: Experiment, *, resume: bool = False, progress: bool = True, overwrite: bool = False
+    exp: Experiment, *, resume: bool = False, progress: bool = True, overwrite: bool = False, save_model: bool = True
 ) -> dict[str, Any]:
     """Train, evaluate before and after, write ``summary.json`` and ``curves.png``; return the summary.
+
+    An embedded task evaluates on the first ``eval_size`` prompts of its held-out split (the same
+    prompts for every recipe and seed). ``save_model=False`` writes no ``final/`` model and removes
+    the checkpoints once the run has finished (a comparison keeps only the small files:
+    ``summary.json``, ``before.json``, ``metrics.jsonl``, ``curves.png``).
 
     A model named by path or hub id is loaded by the Trainer (``TrainConfig.dtype``). An output
     directory that already holds a run is refused unless ``resume`` (continue it) or ``overwrite``
@@ -233,17 +291,18 @@ def run_experiment(
     cover the whole run: the "before" evaluation is kept in ``before.json``, the curves come from
     ``metrics.jsonl``.
     """
-    from rlzoo.plots import plot_runs
+    from rlzoo.plots import plot_run
     from rlzoo.trainer import Trainer
 
     out = Path(exp.config.output_dir)
     _claim_output_dir(out, resume=resume, overwrite=overwrite)
     if exp.embedded:
-        from rlzoo.tasks import DEFAULT
+        from rlzoo.tasks.default import get_task
 
-        model, tokenizer = DEFAULT.load_model()
-        train_rows, eval_rows = DEFAULT.train_dataset(seed=exp.config.seed), DEFAULT.eval_dataset()
-        reward_funcs: Sequence[Any] = exp.reward_funcs or DEFAULT.reward_funcs
+        task = get_task(exp.task_name or "")
+        model, tokenizer = task.load_model()
+        train_rows, eval_rows = task.train_dataset(seed=exp.config.seed), task.eval_dataset(exp.config.eval_size)
+        reward_funcs: Sequence[Any] = exp.reward_funcs or task.reward_funcs
     else:
         train_rows, eval_rows = exp.load_data()  # before the model: a data problem costs no model load
         model, tokenizer = exp.model, None
@@ -269,6 +328,7 @@ def run_experiment(
     summary = {
         "recipe": exp.recipe.to_dict(),
         "config": config.to_dict(),
+        "experiment": exp.identity(),
         "commit": git_commit(),
         "steps": trainer.step,
         "processes": trainer.processes.world,
@@ -279,13 +339,17 @@ def run_experiment(
         "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
     }
     if main:
-        trainer.model.save_pretrained(out / "final")  # with LoRA: the adapter
-        trainer.tokenizer.save_pretrained(out / "final")
-        if exp.lora is not None and exp.lora.get("merge"):
-            trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
-            trainer.tokenizer.save_pretrained(out / "final-merged")
+        if save_model:
+            trainer.model.save_pretrained(out / "final")  # with LoRA: the adapter
+            trainer.tokenizer.save_pretrained(out / "final")
+            if exp.lora is not None and exp.lora.get("merge"):
+                trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
+                trainer.tokenizer.save_pretrained(out / "final-merged")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        plot_runs({exp.recipe.name: [history]}, out / "curves.png", title=f"rlzoo {exp.recipe.name}")
+        if not save_model:  # the run is finished: its checkpoints (weights, optimiser state) go too
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        where = f" on {exp.task_name}" if exp.embedded else ""
+        plot_run(history, out / "curves.png", title=f"rlzoo {exp.recipe.name}{where}", before=before, after=after)
     return summary
 
 

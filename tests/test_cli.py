@@ -149,3 +149,38 @@ def test_train_reports_a_missing_prompt_column_before_loading_the_model(tmp_path
     err = capsys.readouterr().err
     assert "has no column 'prompt'; its columns are question, answer; pass prompt_column=" in err
     assert "--prompt-column" in err
+
+
+def test_quick_train_on_the_second_task(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--task", "chain4", "--recipe", "grpo", "--output-dir", str(out), *QUICK, "--set", "steps=1"]) == 0
+    assert "on the embedded task 'chain4' (four-number sums" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiment"]["task"] == "chain4" and summary["steps"] == 1
+    assert main(["train", "--task", "chain5", *QUICK]) == 2
+    assert "unknown task 'chain5'; did you mean 'chain4'?" in capsys.readouterr().err
+
+
+def test_compare_takes_what_train_takes(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--task", "--model", "--dataset", "--config", "--reward", "--set", "--eval-split", "--baseline",
+                   "--prompt-column", "--keep-models"):
+        assert option in text
+    from tests.trainer.helpers import rows, tiny
+
+    model, tok = tiny()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(8)))
+    out = tmp_path / "cmp"
+    args = ["compare", "--recipes", "rloo", "--model", str(tmp_path / "model"), "--dataset", str(data),
+            "--eval-dataset", str(data), "--reward", "answer_match", "--output-dir", str(out), *QUICK,
+            "--set", "steps=1", "--set", "max_completion_length=8"]
+    assert main(args) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["task"] is None and result["experiment"]["model"] == str(tmp_path / "model")
+    assert result["experiment"]["reward_funcs"] == ["answer_match"] and result["baseline"] == "rloo"
+    assert "your model and data, 1 seed(s)" in capsys.readouterr().out

@@ -1,12 +1,22 @@
-"""Comparisons: the table, the reuse of finished runs, the arguments."""
+"""Comparisons: the tables, the paired statistics, the reuse of finished runs, a smoke comparison end to end."""
 
 import json
+import shutil
 
 import pytest
 
-from rlzoo.compare import _same_config, compare, compare_table
+from rlzoo.compare import (
+    PAIRED_METRICS,
+    _same_config,
+    compare,
+    compare_table,
+    paired_rows,
+    paired_table,
+    same_run,
+)
 from rlzoo.errors import ConfigError
 from rlzoo.experiment import load_experiment
+from rlzoo.stats import bootstrap_interval
 
 
 def test_compare_table_formats_mean_and_spread() -> None:
@@ -20,16 +30,101 @@ def test_compare_table_formats_mean_and_spread() -> None:
             "| 50.0 ± 2.0 | 25% ± 0% | 60 ± 1 |") in table
 
 
-def test_compare_rejects_zero_jobs() -> None:
+def _per_seed(seeds: list[int], **values: list[float]) -> dict:
+    base = dict.fromkeys(PAIRED_METRICS, [0.0] * len(seeds))
+    return {"seed": seeds, **base, **values}
+
+
+def test_paired_rows_hand_worked() -> None:
+    rows = [
+        {"recipe": "grpo", "per_seed": _per_seed([0, 1], accuracy_greedy=[0.60, 0.70], length_greedy=[30.0, 32.0])},
+        # seed 0: +0.05 and -5 tokens; seed 1: +0.15 and -3 tokens. Two seeds: the interval is [min, max]
+        {"recipe": "agpo", "per_seed": _per_seed([0, 1], accuracy_greedy=[0.65, 0.85], length_greedy=[25.0, 29.0])},
+        {"recipe": "rloo", "per_seed": _per_seed([1], accuracy_greedy=[0.70])},  # one seed in common
+    ]
+    assert paired_rows(rows[1:], "grpo") == []  # the baseline is not there yet
+    agpo, rloo = paired_rows(rows, "grpo")
+    acc, tokens = agpo["metrics"]["accuracy_greedy"], agpo["metrics"]["length_greedy"]
+    assert acc["diffs"] == pytest.approx([0.05, 0.15], abs=1e-12) and acc["mean"] == pytest.approx(0.10, abs=1e-12)
+    assert acc["interval"] == pytest.approx([0.05, 0.15], abs=1e-12) and acc["excludes_zero"] is True
+    assert tokens == {"seeds": [0, 1], "diffs": [-5.0, -3.0], "mean": -4.0, "sd": pytest.approx(2 ** 0.5),
+                      "interval": [-5.0, -3.0], "level": 0.95, "excludes_zero": True}
+    assert agpo["metrics"]["accuracy_sampled"]["interval"] == [0.0, 0.0]  # equal values: exactly 0
+    assert rloo["metrics"]["accuracy_greedy"]["seeds"] == [1] and rloo["metrics"]["accuracy_greedy"]["interval"] is None
+
+    table = paired_table({"baseline": "grpo", "paired": [agpo, rloo]})
+    assert "| recipe − grpo | seeds | greedy accuracy (pts) |" in table
+    assert "| agpo | 2 | **+10.0 [+5.0, +15.0]** | +0.0 [+0.0, +0.0] | **-4.0 [-5.0, -3.0]** |" in table
+    assert "| greedy accuracy ↑, greedy tokens ↓ |" in table
+    assert "| rloo | 1 | +0.0 (n/a) |" in table and table.count("n/a (one seed)") == 1
+    assert "95% paired percentile bootstrap over seeds (10,000 resamples, RNG seed 0)" in table
+
+
+def test_compare_checks_its_arguments() -> None:
     with pytest.raises(ConfigError, match="jobs must be >= 1, got 0"):
         compare(["grpo"], 1, jobs=0)
+    with pytest.raises(ConfigError, match="baseline 'dapo' is not among the recipes"):
+        compare(["grpo", "agpo"], 1, baseline="dapo")
+    with pytest.raises(ConfigError, match="name each recipe once"):
+        compare(["grpo", "grpo"], 1)
+    with pytest.raises(ConfigError, match="unknown task 'chain5'; did you mean 'chain4'"):
+        compare(["grpo"], 1, experiment={"task": "chain5"})
 
 
-def test_finished_runs_are_matched_on_every_setting_but_progress() -> None:
+def test_finished_runs_are_matched_on_every_setting_but_progress_and_place() -> None:
     config = load_experiment(recipe="grpo", overrides=["steps=5"]).config
-    saved = json.loads(json.dumps(config.to_dict())) | {"progress": not config.progress}
+    saved = json.loads(json.dumps(config.to_dict())) | {"progress": not config.progress, "output_dir": "/elsewhere"}
     assert _same_config(config, saved)
     del saved["generator"]  # saved before that knob existed: its default is what ran
     assert _same_config(config, saved)
     assert not _same_config(config, saved | {"steps": 6})
     assert not _same_config(config, saved | {"retired_knob": 1})
+
+
+def test_finished_runs_are_matched_on_the_experiment() -> None:
+    exp = load_experiment(recipe="grpo", overrides=["steps=5"])
+    summary = {"recipe": json.loads(json.dumps(exp.recipe.to_dict())), "config": exp.config.to_dict()}
+    assert same_run(exp, summary)  # written before experiments were recorded: the default task
+    assert same_run(exp, summary | {"experiment": exp.identity()})
+    chain = load_experiment(recipe="grpo", overrides=["steps=5"], task="chain4")
+    assert not same_run(chain, summary) and same_run(chain, summary | {"experiment": chain.identity()})
+    rewarded = load_experiment(recipe="grpo", overrides=["steps=5"], rewards=["answer_match"])
+    assert not same_run(rewarded, summary)
+
+
+SMOKE = ["steps=2", "prompts_per_step=4", "group_size=4", "eval_size=4", "eval_every=0", "save_every=0",
+         "progress=false", "max_completion_length=48"]
+
+
+def test_smoke_comparison_pairs_seeds_end_to_end(tmp_path, capfd) -> None:
+    out = tmp_path / "cmp"
+    result = compare(["agpo", "grpo"], 2, overrides=SMOKE, output_dir=out)
+    assert result["baseline"] == "grpo" and result["task"] == "arithmetic3" and result["seeds"] == 2
+    assert result["config"]["steps"] == 2 and "seed" not in result["config"]
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    rows = {r["recipe"]: r for r in saved["rows"]}
+    assert all(r["per_seed"]["seed"] == [0, 1] and len(r["per_seed"]["accuracy_greedy"]) == 2 for r in rows.values())
+    # same seed, same evaluation prompts and starting model: the "before" evaluation is shared
+    assert rows["agpo"]["per_seed"]["accuracy_greedy_before"] == rows["grpo"]["per_seed"]["accuracy_greedy_before"]
+    (agpo,) = saved["paired"]
+    assert agpo["recipe"] == "agpo" and set(agpo["metrics"]) == set(PAIRED_METRICS)
+    for key, d in agpo["metrics"].items():  # every figure recomputes from the per-seed values in the JSON
+        diffs = [a - b for a, b in zip(rows["agpo"]["per_seed"][key], rows["grpo"]["per_seed"][key], strict=True)]
+        assert d["diffs"] == pytest.approx(diffs, abs=1e-12)
+        assert d["interval"] == pytest.approx(list(bootstrap_interval(diffs)), abs=1e-12)
+    report = (out / "compare.md").read_text()
+    assert "task `arithmetic3`, 2 seed(s), 2 steps of 4 prompts × 4 completions" in report
+    assert "| recipe − grpo | seeds |" in report and "| agpo | 2 |" in report
+    assert (out / "compare.png").stat().st_size > 1000
+    # a comparison keeps no models and no checkpoints: its directory is a small cache
+    assert not list(out.glob("*/seed*/final")) and not list(out.glob("*/seed*/checkpoints"))
+    assert sum(f.stat().st_size for f in out.rglob("*") if f.suffix in (".json", ".jsonl")) < 200_000
+    capfd.readouterr()
+
+    # the cache, moved elsewhere, is reused as it is: nothing retrains, the numbers are the same
+    moved = tmp_path / "stored" / "cmp"
+    shutil.copytree(out, moved)
+    again = compare(["agpo", "grpo"], 2, overrides=SMOKE, output_dir=moved)
+    assert capfd.readouterr().out.count("reusing") == 4
+    assert again["rows"] == result["rows"] and again["paired"] == result["paired"]

@@ -226,3 +226,29 @@ def test_a_lora_run_from_a_config_file_saves_the_adapter_and_the_merged_model(tm
     assert (tmp_path / "out" / "final-merged" / "config.json").exists()
     with pytest.raises(ConfigError, match=r"lora: unknown key\(s\) rank"):
         load_experiment(config_file=tmp_path / "run.yaml", overrides=[], lora={"rank": 4})
+
+
+def test_a_task_selects_an_embedded_task(tmp_path) -> None:
+    exp = load_experiment(task="chain4")
+    assert exp.embedded and exp.task_name == "chain4" and "chain4" in exp.describe()
+    assert load_experiment().task_name == "arithmetic3"
+    assert load_experiment().describe() == "the embedded arithmetic task and its tiny model"
+    assert exp.identity()["task"] == "chain4" != load_experiment().identity()["task"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("task: chain4\nrecipe: grpo\n")
+    assert load_experiment(config_file=cfg).task_name == "chain4"
+    with pytest.raises(ConfigError) as err:
+        load_experiment(task="chian4", model=str(tmp_path), dataset=str(tmp_path / "p.jsonl"))
+    msg = str(err.value)
+    assert "unknown task 'chian4'; did you mean 'chain4'?" in msg
+    assert "task 'chian4' is an embedded task with its own model and data" in msg
+
+
+def test_the_identity_names_what_decides_a_run(tmp_path) -> None:
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows(2)))
+    exp = load_experiment(model=str(tmp_path), dataset=str(data), rewards=["answer_match@0.5"], prompt_column="prompt")
+    identity = exp.identity()
+    assert identity["task"] is None and identity["model"] == str(tmp_path) and identity["dataset"] == str(data)
+    assert identity["reward_funcs"] == ["answer_match@0.5"] and identity["prompt_column"] == "prompt"
+    assert json.loads(json.dumps(identity)) == identity

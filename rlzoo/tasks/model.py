@@ -84,11 +84,13 @@ def new_model(
 
 
 def load_model(
-    path: str | Path | None = None, device: str | torch.device | None = None
+    path: str | Path | None = None, device: str | torch.device | None = None, *, weights: str | Path | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """The warm-started model and its tokenizer, offline; ``path=None`` reads the shipped assets.
 
-    The model is in eval mode, float32, on ``device`` (default: CPU).
+    ``weights``: a safetensors file of the same architecture whose tensors replace the loaded ones
+    (the second task ships only its weights, ``assets/chain4.safetensors``; the tied output layer
+    may be absent). The model is in eval mode, float32, on ``device`` (default: CPU).
     """
     where = ASSETS if path is None else Path(path)
     tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
@@ -99,4 +101,12 @@ def load_model(
     finally:
         if bar:
             hf_logging.enable_progress_bar()
+    if weights is not None:
+        from safetensors.torch import load_file
+
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+        tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+        if unexpected or set(missing) - tied:
+            raise ValueError(f"{weights}: not this architecture's weights (missing {sorted(set(missing) - tied)}, "
+                             f"unexpected {sorted(unexpected)})")
     return model.to(device or "cpu").eval(), tokenizer

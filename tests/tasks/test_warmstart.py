@@ -10,9 +10,17 @@ import torch
 
 from rlzoo.errors import ConfigError
 from rlzoo.tasks import load_model
-from rlzoo.tasks.arithmetic import PROMPT_LENGTH, arithmetic_correct
+from rlzoo.tasks.arithmetic import PROMPT_LENGTH, arithmetic_correct, sample_operands, solution_trace
 from rlzoo.tasks.model import ASSETS, build_tokenizer
-from rlzoo.tasks.warmstart import WarmStartConfig, lr_factor, main, trace_batches, train
+from rlzoo.tasks.warmstart import (
+    TASK_DEFAULTS,
+    TASK_INIT,
+    WarmStartConfig,
+    lr_factor,
+    main,
+    trace_batches,
+    train,
+)
 
 
 def test_lr_schedule_hand_worked() -> None:
@@ -122,3 +130,55 @@ def test_accuracy_check_stops_training() -> None:
     _, _, history = train(config, log=logs.append)
     assert [h["step"] for h in history] == [2]
     assert logs[-1].startswith("stopping at step 2: greedy check accuracy")
+
+
+def test_the_default_tasks_traces_are_drawn_as_before() -> None:
+    # the stream the shipped warm start was trained on: triples first, then one trace each, sorted by length
+    config = WarmStartConfig(batch_size=8, bucket=2)
+    tokenizer = build_tokenizer()
+    rng = random.Random(5)
+    triples = sample_operands("train", 16, rng, distinct=False)
+    examples = sorted(((f"{a}+{b}+{c}=", solution_trace(a, b, c, rng)) for a, b, c in triples), key=lambda e: len(e[1]))
+    batches = [examples[:8], examples[8:]]
+    rng.shuffle(batches)
+    new = trace_batches(tokenizer, config, random.Random(5))
+    for batch in batches:
+        ids, _ = next(new)
+        assert tokenizer.batch_decode(ids, skip_special_tokens=True) == [p + c for p, c in batch]
+
+
+def test_the_second_tasks_warm_start_end_to_end(tmp_path, capsys) -> None:
+    out = tmp_path / "chain4"
+    args = ["--task", "chain4", "--steps", "2", "--batch-size", "8", "--warmup-steps", "1", "--eval-size", "2",
+            "--threads", "0", "--init", "none"]
+    assert main([*args, "--out", str(out), "--final-eval", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "step(s) written" in printed
+    report = json.loads((out / "warmstart.json").read_text())
+    assert report["task"] == "chain4" and report["init"] is None and report["config"]["stop_accuracy"] is None
+    assert sum(r["share"] for r in report["routes"].values()) == pytest.approx(1.0)
+    model, _ = load_model(out)
+    assert sum(p.numel() for p in model.parameters()) == 526_912
+    with pytest.raises(SystemExit, match="default task's assets stay as shipped"):
+        main(["--ship", "--steps", "1"])
+
+
+def test_task_defaults() -> None:
+    assert TASK_DEFAULTS["arithmetic3"] == WarmStartConfig()
+    chain = TASK_DEFAULTS["chain4"]
+    assert chain.stop_accuracy is None and TASK_INIT == {"chain4": "shipped"}
+
+
+def test_ship_writes_one_weights_file_the_task_loads(tmp_path, monkeypatch) -> None:
+    import rlzoo.tasks.warmstart as warmstart
+    from rlzoo.tasks.model import load_model as load
+
+    monkeypatch.setattr(warmstart, "ASSETS", tmp_path)
+    args = ["--task", "chain4", "--ship", "--steps", "1", "--batch-size", "4", "--warmup-steps", "1",
+            "--eval-size", "1", "--final-eval", "0", "--init", "none"]
+    assert main(args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain4.safetensors", "chain4.warmstart.json"]
+    model, _ = load(None, weights=tmp_path / "chain4.safetensors")
+    shipped, _ = load()
+    assert not torch.equal(model.model.embed_tokens.weight, shipped.model.embed_tokens.weight)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
