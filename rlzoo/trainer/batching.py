@@ -67,20 +67,44 @@ class StepBatch:
         )
 
 
-def micro_batches(batch: StepBatch, rows: Int[Tensor, " r"], size: int, whole_groups: bool) -> list[Tensor]:
-    """``rows`` cut into micro-batches of about ``size`` sequences (none when ``rows`` is empty).
+# On CPU a micro-batch is cut where more than this share of its tokens would be padding: a micro-batch
+# costs little beyond its tokens there (measured: about one row's), so padding is what to save. Elsewhere
+# (GPU: a small model's micro-batch costs its kernel launches) only ``size`` cuts: not measured yet.
+CPU_PADDING = 0.1
 
-    Sequences of similar length go together (longest first), so each micro-batch, trimmed to its own
-    longest row (:meth:`StepBatch.trimmed`), spends little compute on padding; the loss normalisers
-    are the step's, so the gradient does not depend on the grouping. With ``whole_groups`` every
-    group's sequences stay in one micro-batch, in order (a micro-batch may then exceed ``size`` by up
-    to one group).
+
+def micro_batches(batch: StepBatch, rows: Int[Tensor, " r"], size: int, whole_groups: bool) -> list[Tensor]:
+    """``rows`` cut into micro-batches of at most ``size`` sequences (none when ``rows`` is empty),
+    each trimmed to its own longest row by :meth:`StepBatch.trimmed`.
+
+    Sequences go longest first. On CPU a micro-batch also stops before its padding (rows x its
+    longest prompt + longest completion, less their tokens) would pass ``CPU_PADDING`` of its
+    tokens, so short completions are not padded to the step's longest; it never holds more tokens
+    than ``size`` rows of the longest would (the memory bound ``micro_batch_size`` sets). The loss
+    normalisers are the step's, so the gradient does not depend on the grouping. With
+    ``whole_groups`` every group's sequences stay in one micro-batch, in order, about ``size``
+    sequences each (a micro-batch may exceed ``size`` by up to one group).
     """
     if rows.numel() == 0:
         return []
     if not whole_groups:
-        by_length = batch.attention_mask[rows].sum(1).argsort(descending=True, stable=True)
-        return list(rows[by_length].split(size))
+        lengths = batch.attention_mask[rows].sum(1)
+        order = lengths.argsort(descending=True, stable=True)
+        rows = rows[order]
+        if batch.input_ids.device.type != "cpu":
+            return list(rows.split(size))
+        lengths = lengths[order]
+        prompt = lengths - batch.completion_mask[rows].sum(1)
+        out, start = [], 0
+        while start < rows.numel():  # one pass per micro-batch, vectorised over its candidate rows
+            end = min(start + size, rows.numel())
+            width = prompt[start:end].cummax(0).values + (lengths - prompt)[start:end].cummax(0).values.clamp_min(1)
+            padded = width * torch.arange(1, end - start + 1, device=width.device)
+            fits = padded <= (1 + CPU_PADDING) * lengths[start:end].cumsum(0)  # True, then False: padding grows
+            take = max(1, int(fits.sum()))
+            out.append(rows[start : start + take])
+            start += take
+        return out
     ids = batch.group_ids[rows]
     starts = torch.cat([ids.new_ones(1, dtype=torch.bool), ids[1:] != ids[:-1]]).nonzero().squeeze(1)
     out, current = [], 0

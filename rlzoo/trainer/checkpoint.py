@@ -6,6 +6,10 @@ Layout under ``<output_dir>/checkpoints``::
                             optimizer.pt, rng-<rank>.pt, state.json
     latest                  the name of the newest complete checkpoint
 
+With a sharded (FSDP2) policy ``model.safetensors`` and ``optimizer.pt`` give way to ``sharded/``,
+a ``torch.distributed.checkpoint`` folder of the same trainable parameters and optimiser state
+that every process writes its shards into (and that loads on any number of processes).
+
 A checkpoint is written into a temporary folder and renamed into place, and ``latest`` is replaced
 atomically after that, so a crash mid-write never leaves a corrupt latest checkpoint. Saving a step
 that is already saved is a no-op (nothing that ``latest`` names is ever removed first); resume
@@ -24,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rlzoo.errors import ConfigError
+from rlzoo.trainer import sharding
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,12 +51,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-_FILES = ("model.safetensors", "optimizer.pt", "state.json")
+_FILES = ("model.safetensors", "optimizer.pt")
+SHARDED = "sharded"  # the DCP folder of a sharded policy's checkpoint; .metadata is written last
 
 
 def complete(path: Path) -> bool:
     """Whether ``path`` holds a whole checkpoint (``state.json`` is written last, before the rename)."""
-    return all((path / f).is_file() for f in _FILES) and any(path.glob("rng-*.pt"))
+    weights = all((path / f).is_file() for f in _FILES) or (path / SHARDED / ".metadata").is_file()
+    return weights and (path / "state.json").is_file() and any(path.glob("rng-*.pt"))
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -71,7 +78,8 @@ def save_checkpoint(
     barrier: Any,
     keep: int | None = None,
 ) -> Path:
-    """Write the checkpoint of ``step``; every process writes its RNG state, the main one the rest.
+    """Write the checkpoint of ``step``; every process writes its RNG state (and, sharded, its shards),
+    the main one the rest.
 
     Refuses (ConfigError) when a weight is not finite: a diverged model is never saved.
     """
@@ -91,9 +99,13 @@ def save_checkpoint(
         tmp.mkdir()
     barrier()
     torch.save(rng_state(), tmp / f"rng-{rank}.pt")
+    sharded = sharding.is_sharded(model)
+    if sharded:
+        sharding.save_sharded(model, optimizer, tmp / SHARDED)
     if is_main:
-        save_file(trainable_state(model), str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if not sharded:
+            save_file(trainable_state(model), str(tmp / "model.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     barrier()
     if is_main:
@@ -131,11 +143,21 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     rank: int,
 ) -> dict[str, Any]:
-    """Restore model, optimiser and this process's RNG; return the trainer state (step, data position)."""
-    needed = ["model.safetensors", "optimizer.pt", "state.json", f"rng-{rank}.pt"]
+    """Restore model, optimiser and this process's RNG; return the trainer state (step, data position).
+
+    A sharded checkpoint loads into a sharded or an unsharded model; a plain one into a plain one only.
+    """
+    in_shards = (path / SHARDED / ".metadata").is_file()
+    needed = ["state.json", f"rng-{rank}.pt", *([] if in_shards else _FILES)]
     missing = [f for f in needed if not (path / f).exists()]
     if missing:
         raise ConfigError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    if in_shards:
+        sharding.load_sharded(model, optimizer, path / SHARDED)
+        return _restore_rest(path, rank)
+    if sharding.is_sharded(model):
+        raise ConfigError(f"checkpoint {path} was written without FSDP; resume it with the setup that wrote it "
+                          "(a sharded checkpoint holds a sharded/ folder)")
     saved = load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device))
     missing = sorted(set(trainable_state(model)) - set(saved))
     if missing:
@@ -145,5 +167,18 @@ def load_checkpoint(
         )
     model.load_state_dict(saved, strict=False)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    return _restore_rest(path, rank)
+
+
+def _restore_rest(path: Path, rank: int) -> dict[str, Any]:
     set_rng_state(torch.load(path / f"rng-{rank}.pt", weights_only=True))
     return json.loads((path / "state.json").read_text())
+
+
+def save_pretrained(model: torch.nn.Module, directory: Path, *, is_main: bool, barrier: Any) -> None:
+    """``save_pretrained`` of the whole model (with LoRA: the adapter) into ``directory`` by the main
+    process; a sharded model is gathered first (every process must call this)."""
+    weights = sharding.full_state_dict(model) if sharding.is_sharded(model) else None
+    if is_main:
+        model.save_pretrained(directory, **({} if weights is None else {"state_dict": weights}))
+    barrier()

@@ -20,8 +20,10 @@ class TrainConfig:
     verl's PPO mini-batches), and the whole sweep runs ``passes`` times (TRL's ``num_iterations``);
     ``micro_batch_size`` only bounds memory. With one optimiser step per rollout (the default) the
     policy ratio is exactly 1 and no clip binds. ``generator`` picks the rollout engine:
-    ``hf`` is Hugging Face ``generate`` (any model), ``lean`` is :class:`rlzoo.trainer.LeanGenerator`
-    (Llama-style models; the same sampling in a leaner decode loop), ``vllm`` is vLLM colocated in
+    ``auto`` (the default) is ``lean`` on CPU for the models it supports and ``hf`` otherwise (one
+    log line says which), ``hf`` is Hugging Face ``generate`` (any model), ``lean`` is
+    :class:`rlzoo.trainer.LeanGenerator` (Llama-style models; the same sampling, a leaner loop),
+    ``vllm`` is vLLM colocated in
     this process (:class:`rlzoo.trainer.engines.vllm.VLLMGenerator`; the ``vllm_*`` knobs are TRL's,
     and its weights follow the policy after every optimiser step). ``cpu_threads`` sets torch's intra-op threads
     when training on CPU (small models run fastest on one: threads wait on each other as soon as
@@ -56,7 +58,7 @@ class TrainConfig:
     passes: int = 1
     mini_batches: int = 1
     seed: int = 0
-    generator: Literal["auto", "hf", "lean", "vllm"] = "hf"
+    generator: Literal["auto", "hf", "lean", "vllm"] = "auto"
     vllm_gpu_memory_utilization: float = 0.3
     vllm_tensor_parallel_size: int = 1
     vllm_max_model_length: int | None = None

@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import math
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -65,19 +66,27 @@ class Processes:
         return t if self.world == 1 else self.accelerator.reduce(t, "sum")
 
     def gather_rows(self, tensors: list[Tensor], n_local: int) -> tuple[list[Tensor], int]:
-        """All-gather ``[n, ...]`` tensors whose ``n`` differs per process; also where this process's rows start."""
+        """All-gather ``[n, ...]`` tensors whose ``n`` differs per process; also where this process's rows start.
+
+        One all-gather per dtype: the tensors of a dtype travel side by side as the columns of one
+        ``[n, ...]`` block (booleans as bytes), plus one for the row counts.
+        """
         if self.world == 1:
             return tensors, 0
         counts = self.counts(n_local)
         width = max(counts)
         rows = torch.cat([torch.arange(c, device=self.device) + i * width for i, c in enumerate(counts)])
-        out = []
-        for x in tensors:
-            wire = x.to(torch.uint8) if x.dtype == torch.bool else x
-            padded = wire.new_zeros((width, *x.shape[1:]))
-            padded[:n_local] = wire
-            out.append(self.accelerator.gather(padded)[rows].to(x.dtype))
-        return out, sum(counts[: self.rank])
+        wires = [x.to(torch.uint8) if x.dtype == torch.bool else x for x in tensors]
+        out: list[Tensor | None] = [None] * len(tensors)
+        for dtype in dict.fromkeys(w.dtype for w in wires):
+            same = [i for i, w in enumerate(wires) if w.dtype == dtype]
+            columns = [wires[i].reshape(n_local, math.prod(wires[i].shape[1:])) for i in same]
+            block = columns[0].new_zeros((width, sum(c.shape[1] for c in columns)))
+            block[:n_local] = torch.cat(columns, 1)
+            gathered = self.accelerator.gather(block)[rows]
+            for i, part in zip(same, gathered.split([c.shape[1] for c in columns], 1), strict=True):
+                out[i] = part.reshape(part.shape[0], *tensors[i].shape[1:]).to(tensors[i].dtype)
+        return out, sum(counts[: self.rank])  # type: ignore[return-value]
 
     def sum_gradients(self, params: list[torch.nn.Parameter], bucket_elements: int = 2**24) -> None:
         """Sum every process's gradients of ``params`` in place, in flat buckets of at most

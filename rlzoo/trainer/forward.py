@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo import losses
-from rlzoo.trainer.batching import StepBatch
+from rlzoo.trainer.batching import StepBatch, micro_batches
 from rlzoo.trainer.engines import Rollout
 
 logger = logging.getLogger("rlzoo.trainer")
@@ -144,7 +144,7 @@ def sequence_kl(
 ) -> Float[Tensor, " m"]:
     """The reward-side KL penalty: per completion, the sum over its tokens of ``estimator(logp, ref_logp)``."""
     batch = rollout_batch(rollout)
-    chunks = list(batch.rows().split(micro_batch_size))
+    chunks = micro_batches(batch, batch.rows(), micro_batch_size, False)  # by length, as the update's
     logp = logprobs.detached(batch, chunks, temperature)
     ref = logprobs.detached(batch, chunks, temperature, reference=True)
     return estimator(logp, ref).where(rollout.completion_mask, 0.0).sum(1)

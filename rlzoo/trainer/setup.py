@@ -9,12 +9,14 @@ from typing import Any
 
 import huggingface_hub
 import torch
+from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import Parts
 from rlzoo.rewards import Scorer
 from rlzoo.text import is_chat
+from rlzoo.trainer import sharding
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.types import Groups
 
@@ -180,6 +182,28 @@ def lora_config(spec: Mapping[str, Any]) -> Any:
 def reference_copy(model: PreTrainedModel) -> PreTrainedModel:
     """A frozen copy of the policy as it is now, to be prepared like the policy (same precision, autocast)."""
     return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def prepare(
+    accelerator: Accelerator, model: torch.nn.Module, reference: torch.nn.Module | None, config: TrainConfig,
+    generator: Any,
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.nn.Module | None]:
+    """The policy, its optimiser and the reference, placed and put under the run's autocast alike.
+
+    Not wrapped in DDP: the update sums gradients across processes itself (rlzoo.trainer.update).
+    Under FSDP2 both models are sharded (rlzoo.trainer.sharding) and the reduce-scatter sums.
+    """
+    if accelerator.is_fsdp2:
+        from rlzoo.trainer.engines.vllm import VLLMGenerator  # imports no vLLM
+
+        if isinstance(generator, VLLMGenerator):
+            # it pushes weights when their version counters move, and FSDP2's all-gathers keep them still
+            raise ConfigError("Trainer: generator='vllm' is not supported under FSDP2 yet; use generator='hf' "
+                              "(or 'lean' for Llama models), which generate from the gathered weights")
+        return sharding.prepare(accelerator, model, optimizer(model, config), reference)
+    model = accelerator.prepare_model(model, evaluation_mode=True)
+    opt = accelerator.prepare_optimizer(optimizer(model, config))
+    return model, opt, None if reference is None else accelerator.prepare_model(reference, evaluation_mode=True)
 
 
 def optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -22,9 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlzoo import recipes
 from rlzoo.errors import ConfigError, DataError
 from rlzoo.rewards import Scorer
-from rlzoo.trainer import evaluation, setup
+from rlzoo.trainer import evaluation, setup, sharding
 from rlzoo.trainer.batching import StepBatch
-from rlzoo.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlzoo.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_pretrained
 from rlzoo.trainer.collect import Collector
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes, StopFlag
@@ -79,7 +78,7 @@ class Trainer:
         self.scorer = Scorer(funcs, weights=weights, timeout=cfg.reward_timeout, workers=cfg.reward_workers,
                              combine=cfg.reward_aggregation, verifier=cfg.verifier)
         setup.check_verdict(parts, self.recipe.name, self.scorer)
-        self.accelerator = acc = Accelerator(
+        self.accelerator = acc = sharding.accelerator(
             cpu=setup.cpu_only(), mixed_precision=setup.mixed_precision(cfg), log_with=list(cfg.report_to) or None,
             project_dir=cfg.output_dir,
         )
@@ -96,14 +95,10 @@ class Trainer:
         self.eos = eos_token_ids(self.tokenizer, model)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
         model = setup.adapt(model, peft_config, cfg.gradient_checkpointing)
-        self.generator = generator or build_generator(cfg.generator, model)
+        self.generator = generator or build_generator(cfg.generator, model, cfg)
         needs_ref = parts.objective.needs_ref_logp or parts.reward_kl is not None
         ref_model = setup.reference_copy(model) if needs_ref and peft_config is None else None
-        # Both models are placed and put under the run's autocast alike; gradients are summed across
-        # processes by the update (rlzoo.trainer.update), not by a DDP wrapper.
-        self.model = acc.prepare_model(model, evaluation_mode=True)
-        self.optimizer = acc.prepare_optimizer(setup.optimizer(self.model, cfg))
-        self.ref_model = None if ref_model is None else acc.prepare_model(ref_model, evaluation_mode=True)
+        self.model, self.optimizer, self.ref_model = setup.prepare(acc, model, ref_model, cfg, self.generator)
         self.logprobs = LogProbs(self.model, acc.autocast, reference=self.ref_model,
                                  adapters_as_reference=needs_ref and peft_config is not None,
                                  hidden_states=cfg.logprobs_from_hidden)
@@ -181,7 +176,9 @@ class Trainer:
         """One step: collect, advantages over the whole step, update. Returns its metrics (all processes')."""
         timer = Timer()
         lr = self.update.start_step(self.step)
-        data = self.collect(self.model, timer, self.step)
+        # a sharded policy (and the reference the reward KL reads) is whole while it generates
+        with sharding.gathered(self.model, self.ref_model if self.parts.reward_kl is not None else None):
+            data = self.collect(self.model, timer, self.step)
         everyone, keep, offset = self.processes.gather_groups(data.groups, data.keep)
         with timer("score"):
             advantages = self.parts.estimator(everyone)
@@ -205,12 +202,13 @@ class Trainer:
         cfg = self.config
         greedy = greedy or cfg.temperature == 0
         rows = [dataset[i] for i in range(min(len(dataset), cfg.eval_size))]
-        out = evaluation.evaluate(
-            self.model, self.tokenizer, rows, scorer=self.scorer,
-            generator=self.generator, greedy=greedy, max_new_tokens=cfg.max_completion_length,
-            temperature=cfg.temperature or 1.0, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
-            processes=self.processes, eos=self.eos, max_prompt_length=cfg.max_prompt_length,
-        )
+        with sharding.gathered(self.model):
+            out = evaluation.evaluate(
+                self.model, self.tokenizer, rows, scorer=self.scorer,
+                generator=self.generator, greedy=greedy, max_new_tokens=cfg.max_completion_length,
+                temperature=cfg.temperature or 1.0, top_p=cfg.top_p, batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                processes=self.processes, eos=self.eos, max_prompt_length=cfg.max_prompt_length,
+            )
         mode = "greedy" if greedy else "sampled"
         return {f"eval/{mode}/{k}": v for k, v in out.items()}
 
@@ -244,6 +242,14 @@ class Trainer:
         )
         self._saved_step = self.step
         return path
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """The model (with LoRA: the adapter) and the tokenizer, whole, in ``directory``: every process calls
+        this (a sharded model is gathered), the main one writes."""
+        acc = self.accelerator
+        save_pretrained(self.model, Path(directory), is_main=acc.is_main_process, barrier=acc.wait_for_everyone)
+        if acc.is_main_process:
+            self.tokenizer.save_pretrained(directory)
 
     def resume(self, path: Path | None = None) -> None:
         """Continue from a checkpoint (the latest under ``output_dir`` when ``path`` is None)."""

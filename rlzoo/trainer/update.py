@@ -9,6 +9,7 @@ that pair up only when every process runs the same number of micro-batches, and 
 may have fewer, or none (its groups were filtered out).
 """
 
+import dataclasses
 import math
 from typing import Any
 
@@ -22,7 +23,7 @@ from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.forward import LogProbs
 from rlzoo.trainer.metrics import ADDITIVE
-from rlzoo.types import PolicyBatch
+from rlzoo.types import LossTotals, PolicyBatch
 
 
 class NonFiniteUpdate(DataError):
@@ -83,29 +84,33 @@ class Updater:
             old_logp = self.logprobs.detached(batch, everything, temperature)
         if self.objective.needs_ref_logp:
             ref_logp = self.logprobs.detached(batch, everything, temperature, reference=True)
+        # Each mini-batch's micro-batches, cut once for every pass; the one mini-batch of the default is
+        # the whole batch, whose emptiness everywhere was just asked.
+        if cfg.mini_batches == 1:
+            plan = [(batch.rows(), everything)]
+        else:
+            plan = [(rows, self._chunks(batch, rows)) for rows in mini_batches(batch, cfg.mini_batches)
+                    if not self.processes.all(rows.numel() == 0)]
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.passes):
-            for rows in mini_batches(batch, cfg.mini_batches):
-                if self.processes.all(rows.numel() == 0):
-                    continue
-                for name, value in self._step(batch, rows, old_logp, ref_logp).items():
+            for rows, chunks in plan:
+                for name, value in self._step(batch, rows, chunks, old_logp, ref_logp).items():
                     sums[name] = sums.get(name, 0.0) + value
                 steps += 1
         return {k: v / steps for k, v in sums.items()} | {"update/skipped": 0.0, "update/optimizer_steps": float(steps)}
 
-    def _step(self, batch: StepBatch, rows: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None) -> dict[str, float]:
-        """One optimiser step on ``rows`` (possibly none here, while other processes train)."""
+    def _step(
+        self, batch: StepBatch, rows: Tensor, chunks: list[Tensor], old_logp: Tensor | None, ref_logp: Tensor | None
+    ) -> dict[str, float]:
+        """One optimiser step on ``rows``, cut into ``chunks`` (possibly none here, while other processes train)."""
         objective, acc = self.objective, self.accelerator
         k, t = self.config.prompts_per_step, batch.completion_len
-        chunks = self._chunks(batch, rows)
-        empty = batch.completion_mask.new_zeros((0, t), dtype=torch.float32)
-        counting = [self._policy_batch(batch, c, empty.new_zeros(c.numel(), t)) for c in chunks] or [
-            self._policy_batch(batch, rows, empty)
-        ]
-        totals = sum((objective.totals(b, k) for b in counting[1:]), objective.totals(counting[0], k))
-        totals = totals.map(self.processes.sum)
-        threshold = self._entropy_threshold(batch, chunks, counting) if objective.needs_entropy_threshold else None
+        # The step's normalisers, counted once over all its rows (counts add up, exactly, whatever the
+        # micro-batches), summed over the processes in one all-reduce.
+        counted = self._policy_batch(batch, rows, batch.completion_mask.new_zeros((rows.numel(), t), dtype=torch.float32))
+        totals = self._summed(objective.totals(counted, k))
+        threshold = self._entropy_threshold(batch, rows, chunks, counted) if objective.needs_entropy_threshold else None
         sums: dict[str, float] = {}
         for c in chunks:
             part = batch.select(c).trimmed()  # the policy's log-probs [b, w], w = its longest completion
@@ -143,12 +148,27 @@ class Updater:
         self.optimizer.zero_grad(set_to_none=True)
         return sums | {"update/nonfinite_skipped": 0.0}
 
+    def _summed(self, totals: LossTotals) -> LossTotals:
+        """``totals`` summed over the processes, every field in one all-reduce."""
+        if self.processes.world == 1:
+            return totals
+        values = [getattr(totals, f.name) for f in dataclasses.fields(totals)]
+        flat = self.processes.sum(torch.cat([v.reshape(-1) for v in values]))
+        parts = flat.split([v.numel() for v in values])
+        return LossTotals(*(part.view_as(v) for part, v in zip(parts, values, strict=True)))
+
     @torch.no_grad()
-    def _entropy_threshold(self, batch: StepBatch, chunks: list[Tensor], counting: list[PolicyBatch]) -> Tensor:
+    def _entropy_threshold(self, batch: StepBatch, rows: Tensor, chunks: list[Tensor], counted: PolicyBatch) -> Tensor:
         """A token selector's threshold over the counted tokens of the whole optimiser step, every process's
         (one extra forward without a graph; a process with no rows joins with none)."""
-        values = [self.logprobs.policy(batch.select(c), self.config.temperature, entropy=True)[1][
-            self.objective.mask(pb)] for c, pb in zip(chunks, counting, strict=False)]  # no chunks: no values
+        counts = self.objective.mask(counted)  # [rows, t]
+        where = torch.zeros(batch.size, dtype=torch.long, device=rows.device)  # a batch row's place in ``rows``
+        where[rows] = torch.arange(rows.numel(), device=rows.device)
+        values = []
+        for c in chunks:  # the entropies the loss will see: each micro-batch trimmed, as in the update
+            part = batch.select(c).trimmed()
+            entropy = self.logprobs.policy(part, self.config.temperature, entropy=True)[1]
+            values.append(entropy[counts[where[c], : part.completion_len]])
         local = torch.cat(values) if values else torch.zeros(0, device=self.processes.device)
         (everyone,), _ = self.processes.gather_rows([local], local.numel())
         return self.objective.entropy_threshold(everyone)

@@ -31,3 +31,9 @@ def test_from_dict_checks_names_and_types(tmp_path) -> None:
 def test_a_mistyped_option_gets_the_closest_one() -> None:
     with pytest.raises(ConfigError, match=r"got 'cosin' \(str\) \(did you mean 'cosine'\?\)"):
         TrainConfig.from_dict({"lr_schedule": "cosin"})
+
+
+def test_the_default_generator_is_auto_and_a_misspelt_one_is_refused() -> None:
+    assert TrainConfig().generator == "auto"
+    with pytest.raises(ConfigError, match=r"did you mean 'lean'"):
+        TrainConfig.from_dict({"generator": "lena"})

@@ -21,7 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from rlzoo.errors import ConfigError
-from rlzoo.trainer.engines.base import Prompts, Rollout, rollout_from_ids
+from rlzoo.trainer.engines.base import Prompts, Rollout, adapted_linear, rollout_from_ids
 
 SUPPORTED = ("llama",)  # config.model_type values whose layers this loop reproduces
 
@@ -29,7 +29,7 @@ SUPPORTED = ("llama",)  # config.model_type values whose layers this loop reprod
 @dataclass(frozen=True, eq=False)
 class _Layer:
     norm1: Tensor
-    qkv: Tensor  # rows: q, rotate_half(q), k, rotate_half(k), v
+    qkv: Tensor  # rows: q, k, v
     qkv_bias: Tensor | None
     out: Tensor
     out_bias: Tensor | None
@@ -47,7 +47,7 @@ class _Weights:
     norm: Tensor
     layers: tuple[_Layer, ...]
     cos: Tensor  # [positions, d]
-    sin: Tensor
+    sin: Tensor  # the sine table with its first half negated: rotate_half(x) * sin = roll(x, d / 2) * this
     eps: float
     heads: int
     kv_heads: int
@@ -69,9 +69,11 @@ class LeanGenerator:
        float rounding moves a draw across a boundary. ``temperature=0`` is greedy (argmax).
     2. The prompt is run once per prompt and its KV cache repeated ``group_size`` times
        (``generate`` runs all ``group_size`` copies of it).
-    3. One matmul per layer gives q, k, v and ``rotate_half`` of q and k: ``rotate_half`` is a
-       signed permutation of each head's rows, folded into a copy of the weights made per call
-       (so training updates are seen). Gate and up projections are one matmul too.
+    3. One matmul per layer gives q, k and v, one more gate and up (fused copies of the weights
+       made per call, so training updates are seen). RoPE's ``rotate_half(x) * sin`` is
+       ``roll(x, d / 2) * sin`` with the first half of ``sin`` negated: the same products as
+       Hugging Face's, one op instead of a third more projection rows (folding the rotation into
+       the weights cost 10% of a 30 M model's decode step and saved nothing on the tiny one).
     4. A static KV cache ``[rows, kv_heads, prompt + max_new_tokens, head_dim]`` written in place;
        attention runs over the written prefix only, grouped-query heads without copies.
     5. A finished row (EOS sampled) emits padding, like ``generate``; once a quarter of the rows
@@ -173,7 +175,8 @@ def _pick(logits: Float[Tensor, "m v"], temperature: float, top_p: float) -> Int
     scores = logits.float()
     if temperature == 0:
         return scores.argmax(-1)
-    scores = scores / temperature
+    if temperature != 1:  # x / 1 is x: one op less per token
+        scores = scores / temperature
     if top_p < 1.0:
         ordered, order = scores.sort(-1)
         drop = ordered.softmax(-1).cumsum(-1) <= 1 - top_p
@@ -238,17 +241,14 @@ def _decode_step(
 def _qkv(w: _Weights, layer: _Layer, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Rotated queries and keys and the values, each ``[b, heads, s, head_dim]``."""
     b, s, _ = x.shape
-    q_size, kv_size = w.heads * w.head_dim, w.kv_heads * w.head_dim
-    q, q_rot, k, k_rot, v = F.linear(x, layer.qkv, layer.qkv_bias).split(
-        [q_size, q_size, kv_size, kv_size, kv_size], -1
-    )
+    q_size, kv_size, half = w.heads * w.head_dim, w.kv_heads * w.head_dim, w.head_dim // 2
+    q, k, v = F.linear(x, layer.qkv, layer.qkv_bias).split([q_size, kv_size, kv_size], -1)
 
     def heads(t: Tensor, count: int) -> Tensor:
         return t.view(b, s, count, w.head_dim).transpose(1, 2)
 
-    q = heads(q, w.heads) * cos + heads(q_rot, w.heads) * sin
-    k = heads(k, w.kv_heads) * cos + heads(k_rot, w.kv_heads) * sin
-    return q, k, heads(v, w.kv_heads)
+    q, k = heads(q, w.heads), heads(k, w.kv_heads)
+    return q * cos + q.roll(half, -1) * sin, k * cos + k.roll(half, -1) * sin, heads(v, w.kv_heads)
 
 
 def _mlp(w: _Weights, layer: _Layer, x: Tensor) -> Tensor:
@@ -264,28 +264,21 @@ def _rms(x: Tensor, weight: Tensor, eps: float) -> Tensor:
 def _weights(model: torch.nn.Module, positions: int) -> _Weights:
     """The model's weights in the fused layout, and RoPE tables for ``positions`` positions."""
     LeanGenerator.check(model)
-    if hasattr(model, "get_base_model"):  # PEFT: the adapted layers, read through _linear below
+    if hasattr(model, "get_base_model"):  # PEFT: the adapted layers, read through adapted_linear
         model = model.get_base_model()
     config = model.config
     base = model.model
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
 
-    def rotate_rows(t: Tensor | None, count: int) -> Tensor | None:
-        """Rows of ``rotate_half(t @ x)`` per head: [-second half, first half]."""
-        if t is None:
-            return None
-        first, second = t.view(count, head_dim, *t.shape[1:]).chunk(2, 1)
-        return torch.cat([-second, first], 1).reshape(t.shape)
-
     def cat(*parts: Tensor | None) -> Tensor | None:
         return None if parts[0] is None else torch.cat([p.detach() for p in parts])
 
     def w(linear: torch.nn.Module) -> Tensor:
-        return _linear(linear)[0]
+        return adapted_linear(linear)[0]
 
     def b(linear: torch.nn.Module) -> Tensor | None:
-        return _linear(linear)[1]
+        return adapted_linear(linear)[1]
 
     layers = []
     for block in base.layers:
@@ -294,8 +287,8 @@ def _weights(model: torch.nn.Module, positions: int) -> _Weights:
         layers.append(
             _Layer(
                 norm1=block.input_layernorm.weight.detach(),
-                qkv=cat(w(q), rotate_rows(w(q), heads), w(k), rotate_rows(w(k), kv_heads), w(v)),
-                qkv_bias=cat(b(q), rotate_rows(b(q), heads), b(k), rotate_rows(b(k), kv_heads), b(v)),
+                qkv=cat(w(q), w(k), w(v)),
+                qkv_bias=cat(b(q), b(k), b(v)),
                 out=w(att.o_proj).detach(),
                 out_bias=cat(b(att.o_proj)),
                 norm2=block.post_attention_layernorm.weight.detach(),
@@ -307,6 +300,7 @@ def _weights(model: torch.nn.Module, positions: int) -> _Weights:
         )
     embed = base.embed_tokens.weight.detach()
     cos, sin = base.rotary_emb(embed, torch.arange(positions, device=embed.device)[None])
+    sin = torch.cat([-sin[..., : head_dim // 2], sin[..., head_dim // 2 :]], -1)
     return _Weights(
         embed=embed,
         head=w(model.lm_head).detach(),
@@ -321,16 +315,3 @@ def _weights(model: torch.nn.Module, positions: int) -> _Weights:
         act=base.layers[0].mlp.act_fn,
     )
 
-
-def _linear(module: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
-    """The weight and bias a linear layer applies: a LoRA layer's base weight plus its active adapters'
-    deltas (unless they are disabled or merged), so the loop samples from the adapted model."""
-    base = getattr(module, "base_layer", None)
-    if base is None:
-        return module.weight, module.bias
-    weight = base.weight
-    if not getattr(module, "disable_adapters", False) and not getattr(module, "merged", False):
-        for name in module.active_adapters:
-            if name in module.lora_A:
-                weight = weight + module.get_delta_weight(name)
-    return weight, base.bias
