@@ -338,13 +338,12 @@ def run_experiment(
         **generation_totals(history, config.prompts_per_step * config.group_size),
         "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
     }
+    if save_model:  # every process: a sharded (FSDP2) model is gathered first; with LoRA, the adapter
+        trainer.save_pretrained(out / "final")
     if main:
-        if save_model:
-            trainer.model.save_pretrained(out / "final")  # with LoRA: the adapter
-            trainer.tokenizer.save_pretrained(out / "final")
-            if exp.lora is not None and exp.lora.get("merge"):
-                trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
-                trainer.tokenizer.save_pretrained(out / "final-merged")
+        if save_model and exp.lora is not None and exp.lora.get("merge"):
+            trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
+            trainer.tokenizer.save_pretrained(out / "final-merged")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if not save_model:  # the run is finished: its checkpoints (weights, optimiser state) go too
             shutil.rmtree(out / "checkpoints", ignore_errors=True)

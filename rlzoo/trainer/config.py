@@ -23,12 +23,11 @@ class TrainConfig:
     ``auto`` (the default) is ``lean`` on CPU for the models it supports and ``hf`` otherwise (one
     log line says which), ``hf`` is Hugging Face ``generate`` (any model), ``lean`` is
     :class:`rlzoo.trainer.LeanGenerator` (Llama-style models; the same sampling, a leaner loop),
-    ``vllm`` is vLLM colocated in
-    this process (:class:`rlzoo.trainer.engines.vllm.VLLMGenerator`; the ``vllm_*`` knobs are TRL's,
-    and its weights follow the policy after every optimiser step). ``cpu_threads`` sets torch's intra-op threads
-    when training on CPU (small models run fastest on one: threads wait on each other as soon as
-    another process holds a core). A config is validated as a whole when it is
-    built: every problem is reported at once, before any model is loaded.
+    ``vllm`` is vLLM colocated in this process (:class:`rlzoo.trainer.engines.vllm.VLLMGenerator`;
+    the ``vllm_*`` knobs are TRL's, and its weights follow the policy after every optimiser step).
+    ``cpu_threads`` sets torch's intra-op threads when training on CPU (small models run fastest on
+    one: threads wait on each other as soon as another process holds a core). A config is validated
+    as a whole when it is built: every problem is reported at once, before any model is loaded.
 
     Rewards run protected by default: in a worker process, each call cut off after
     ``reward_timeout`` seconds (a hang, ``os._exit`` or a segfault costs at most a few timeouts and

@@ -19,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo import losses
+from rlzoo.trainer import sharding
 from rlzoo.trainer.batching import StepBatch, micro_batches
 from rlzoo.trainer.engines import Rollout
 
@@ -51,7 +52,7 @@ def hidden_state_problem(model: torch.nn.Module) -> str | None:
                       torch.zeros(1, device=device), torch.zeros(1, device=device), torch.zeros(1, dtype=torch.long, device=device))
     was_training = model.training
     model.eval()  # no dropout in the comparison
-    with torch.no_grad():
+    with torch.no_grad(), sharding.gathered(model):
         want = _from_logits(model, batch, 1.0, False)[0]
         got = _from_hidden(model, batch, 1.0, False)[0]
     model.train(was_training)
@@ -74,9 +75,8 @@ def _from_logits(model: torch.nn.Module, batch: StepBatch, temperature: float, e
 
 def _from_hidden(model: torch.nn.Module, batch: StepBatch, temperature: float, entropy: bool) -> tuple[Tensor, Any]:
     t = batch.completion_len
-    out = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(),
-                              position_ids=_positions(batch), use_cache=False)
-    hidden = out.last_hidden_state[:, -t - 1 : -1]
+    hidden = sharding.final_hidden_states(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(),
+                                          position_ids=_positions(batch), use_cache=False)[:, -t - 1 : -1]
     device = hidden.device.type
     # the head's matmul in the precision the model's own head runs in (autocast's, where it is on)
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
@@ -132,7 +132,7 @@ class LogProbs:
         out = batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
         model = self.reference if reference and self.reference is not None else self.model
         off = self.model.disable_adapter() if reference and self.adapters_as_reference else contextlib.nullcontext()
-        with off, self.autocast():
+        with off, sharding.gathered(model), self.autocast():
             for c in chunks:  # each trimmed to its longest row, written back into the full width
                 logp = self._compute(model, batch.select(c).trimmed(), temperature or 1.0, False)[0]
                 out[c, : logp.shape[1]] = logp

@@ -65,6 +65,8 @@ def accelerator(**kwargs: Any) -> Accelerator:
         # both states: every AcceleratorState re-reads PartialState's type
         PartialState().distributed_type = acc.state.distributed_type = DistributedType.FSDP
         acc.state.fsdp_plugin = kwargs["fsdp_plugin"]
+        if acc.mixed_precision != "no":  # as accelerate does for the processes it shards
+            acc.state.fsdp_plugin.set_mixed_precision(acc.mixed_precision)
     kind = acc.distributed_type
     if kind == DistributedType.DEEPSPEED:
         raise ConfigError(_NO_DEEPSPEED)

@@ -6,7 +6,9 @@ not depend on how the batch is split into micro-batches or processes. Each proce
 share of the gradient locally and the shares are summed across processes once per optimiser step
 (one all-reduce of the flattened gradients). Not DDP: its forward and backward hold collectives
 that pair up only when every process runs the same number of micro-batches, and here a process
-may have fewer, or none (its groups were filtered out).
+may have fewer, or none (its groups were filtered out). Under FSDP2 (rlzoo.trainer.sharding) the
+forwards all-gather too, so a process with fewer micro-batches runs zero-weight ones up to the
+step's most, and the reduce-scatter sums the shares instead of the all-reduce.
 """
 
 import dataclasses
@@ -18,6 +20,7 @@ from accelerate import Accelerator
 from torch import Tensor
 
 from rlzoo.errors import DataError
+from rlzoo.trainer import sharding
 from rlzoo.trainer.batching import StepBatch, micro_batches, mini_batches
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
@@ -59,6 +62,7 @@ class Updater:
         self.accelerator, self.processes, self.model, self.logprobs = accelerator, processes, model, logprobs
         self.optimizer, self.objective, self.config = optimizer, objective, config
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.sharded = sharding.is_sharded(model)
         self.touched = False
 
     def start_step(self, step: int) -> float:
@@ -111,6 +115,8 @@ class Updater:
         counted = self._policy_batch(batch, rows, batch.completion_mask.new_zeros((rows.numel(), t), dtype=torch.float32))
         totals = self._summed(objective.totals(counted, k))
         threshold = self._entropy_threshold(batch, rows, chunks, counted) if objective.needs_entropy_threshold else None
+        # FSDP2 all-gathers in every forward: each process runs the step's most micro-batches, some idle
+        idle = max(self.processes.counts(len(chunks))) - len(chunks) if self.sharded else 0
         sums: dict[str, float] = {}
         for c in chunks:
             part = batch.select(c).trimmed()  # the policy's log-probs [b, w], w = its longest completion
@@ -129,7 +135,10 @@ class Updater:
             acc.backward(out.loss)
             for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
                 sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in ADDITIVE else len(chunks))
-        self.processes.sum_gradients(self.params)
+        for _ in range(idle):
+            acc.backward(sharding.idle_loss(self.logprobs, self.processes.device))
+        if not self.sharded:  # under FSDP2 the reduce-scatter summed them
+            self.processes.sum_gradients(self.params)
         limit = self.config.max_grad_norm
         norm = float(acc.clip_grad_norm_(self.params, float("inf") if limit is None else limit))
         sums["grad_norm"] = norm
@@ -165,10 +174,11 @@ class Updater:
         where = torch.zeros(batch.size, dtype=torch.long, device=rows.device)  # a batch row's place in ``rows``
         where[rows] = torch.arange(rows.numel(), device=rows.device)
         values = []
-        for c in chunks:  # the entropies the loss will see: each micro-batch trimmed, as in the update
-            part = batch.select(c).trimmed()
-            entropy = self.logprobs.policy(part, self.config.temperature, entropy=True)[1]
-            values.append(entropy[counts[where[c], : part.completion_len]])
+        with sharding.gathered(self.model):  # no graph: any number of forwards
+            for c in chunks:  # the entropies the loss will see: each micro-batch trimmed, as in the update
+                part = batch.select(c).trimmed()
+                entropy = self.logprobs.policy(part, self.config.temperature, entropy=True)[1]
+                values.append(entropy[counts[where[c], : part.completion_len]])
         local = torch.cat(values) if values else torch.zeros(0, device=self.processes.device)
         (everyone,), _ = self.processes.gather_rows([local], local.numel())
         return self.objective.entropy_threshold(everyone)

@@ -38,6 +38,7 @@ class HFGenerator:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            out = model.generate(input_ids=prompts.ids, attention_mask=prompts.mask, generation_config=config)
+            out = model.generate(input_ids=prompts.ids, attention_mask=prompts.mask, generation_config=config,
+                                 synced_gpus=False)
         model.train(was_training)
         return rollout_from_ids(tokenizer, prompts, out[:, prompts.ids.shape[1] :])
