@@ -109,6 +109,22 @@ def mean_over_rounds(rounds: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def combine_parts(parts: list[dict[str, float]], add: frozenset[str] = frozenset()) -> dict[str, float]:
+    """The metrics of a step's parts (micro-batches, optimiser steps) as one: names in ``add`` add up,
+    maxima and minima (by :func:`reduction`) take the extreme of the known values, the rest average
+    over the parts that report them (a NaN part makes the mean NaN)."""
+    out = {}
+    for name in dict.fromkeys(k for m in parts for k in m):
+        values = [float(m[name]) for m in parts if name in m]
+        how = "sum" if name in add else reduction(name)
+        known = [v for v in values if not math.isnan(v)]
+        if how in ("max", "min"):
+            out[name] = (max(known) if how == "max" else min(known)) if known else math.nan
+        else:
+            out[name] = sum(values) / (1 if name in add else len(values))
+    return out
+
+
 class EmptySteps:
     """Watches for steps in which no completion was validly scored: a warning each, an error after
     ``limit`` in a row (0: never)."""

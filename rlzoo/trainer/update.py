@@ -25,7 +25,7 @@ from rlzoo.trainer.batching import StepBatch, micro_batches, mini_batches
 from rlzoo.trainer.config import TrainConfig
 from rlzoo.trainer.distributed import Processes
 from rlzoo.trainer.forward import LogProbs
-from rlzoo.trainer.metrics import ADDITIVE
+from rlzoo.trainer.metrics import ADDITIVE, combine_parts
 from rlzoo.types import LossTotals, PolicyBatch
 
 
@@ -95,14 +95,8 @@ class Updater:
         else:
             plan = [(rows, self._chunks(batch, rows)) for rows in mini_batches(batch, cfg.mini_batches)
                     if not self.processes.all(rows.numel() == 0)]
-        sums: dict[str, float] = {}
-        steps = 0
-        for _ in range(cfg.passes):
-            for rows, chunks in plan:
-                for name, value in self._step(batch, rows, chunks, old_logp, ref_logp).items():
-                    sums[name] = sums.get(name, 0.0) + value
-                steps += 1
-        return {k: v / steps for k, v in sums.items()} | {"update/skipped": 0.0, "update/optimizer_steps": float(steps)}
+        reports = [self._step(batch, rows, chunks, old_logp, ref_logp) for _ in range(cfg.passes) for rows, chunks in plan]
+        return combine_parts(reports) | {"update/skipped": 0.0, "update/optimizer_steps": float(len(reports))}
 
     def _step(
         self, batch: StepBatch, rows: Tensor, chunks: list[Tensor], old_logp: Tensor | None, ref_logp: Tensor | None
@@ -117,7 +111,7 @@ class Updater:
         threshold = self._entropy_threshold(batch, rows, chunks, counted) if objective.needs_entropy_threshold else None
         # FSDP2 all-gathers in every forward: each process runs the step's most micro-batches, some idle
         idle = max(self.processes.counts(len(chunks))) - len(chunks) if self.sharded else 0
-        sums: dict[str, float] = {}
+        parts: list[dict[str, float]] = []
         for c in chunks:
             part = batch.select(c).trimmed()  # the policy's log-probs [b, w], w = its longest completion
             logp, entropy = self.logprobs.policy(part, self.config.temperature, objective.needs_entropy)
@@ -133,8 +127,8 @@ class Updater:
             )
             out = objective(mb)
             acc.backward(out.loss)
-            for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items():
-                sums[name] = sums.get(name, 0.0) + float(value) / (1 if name in ADDITIVE else len(chunks))
+            parts.append({name: float(value) for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items()})
+        sums = combine_parts(parts, ADDITIVE)  # loss shares add up, extremes kept, the rest averaged
         for _ in range(idle):
             acc.backward(sharding.idle_loss(self.logprobs, self.processes.device))
         if not self.sharded:  # under FSDP2 the reduce-scatter summed them
