@@ -36,7 +36,7 @@ import torch
 
 import rlzoo
 from rlzoo.advantages import ESTIMATORS
-from rlzoo.experiment import git_commit
+from rlzoo.records import git_commit
 
 PEERS = ("peer_loop", "peer_repeat_interleave", "peer_scatter", "peer_view_std")
 

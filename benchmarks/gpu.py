@@ -55,7 +55,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rlzoo.experiment import git_commit
+from rlzoo.records import git_commit
 
 VARIANTS = ("rlzoo", "trl")
 VOCAB = 151_936  # Qwen2.5's embedding rows

@@ -37,7 +37,7 @@ import torch
 
 import rlzoo.losses as losses
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import git_commit
+from rlzoo.records import git_commit
 from rlzoo.types import PolicyBatch
 
 SEQ = 1024  # tokens per sequence

@@ -76,7 +76,7 @@ def main() -> None:
     if args.variant:  # a worker
         print(json.dumps(step(args.variant, *map(int, args.shape.split(",")))))
         return
-    from rlzoo.experiment import git_commit
+    from rlzoo.records import git_commit
 
     rows = {}
     for variant in VARIANTS:

@@ -20,7 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from rlzoo.experiment import EMBEDDED_CONFIG, git_commit
+from rlzoo.experiment import EMBEDDED_CONFIG
+from rlzoo.records import git_commit
 from rlzoo.tasks import DEFAULT
 from rlzoo.trainer import TrainConfig, Trainer
 

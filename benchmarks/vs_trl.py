@@ -57,7 +57,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rlzoo.experiment import git_commit
+from rlzoo.records import git_commit
 
 VARIANTS = ("trl", "trl_default", "trl_vllm", "rlzoo", "rlzoo_hf", "rlzoo_vllm")
 IN_VLLM_ENV = ("trl_vllm", "rlzoo_vllm")

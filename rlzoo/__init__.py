@@ -25,6 +25,7 @@ _SUBMODULES = (
     "text",
     "experiment",
     "compare",
+    "records",
 )
 _ATTRIBUTES = {
     "Groups": "rlzoo.types",

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import Experiment, generation_totals, load_experiment, logged_history, run_experiment
+from rlzoo.experiment import Experiment, load_experiment, run_experiment
+from rlzoo.records import generation_totals, logged_history
 from rlzoo.stats import LEVEL, RESAMPLES, paired_difference
 from rlzoo.trainer import TrainConfig
 

@@ -8,7 +8,6 @@ default one, or the one ``task`` names.
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from rlzoo import recipes, yamlio
 from rlzoo.data import looks_like_hub_id
 from rlzoo.errors import ConfigError
 from rlzoo.recipes import Recipe
+from rlzoo.records import generation_totals, git_commit, logged_history
 from rlzoo.registry import dataclass_params
 from rlzoo.rewards import resolve_rewards
 from rlzoo.trainer import TrainConfig
@@ -369,34 +369,3 @@ def _claim_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         for name in used:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def logged_history(path: Path) -> list[dict[str, Any]]:
-    """The step entries of ``metrics.jsonl`` (the whole run, after a resume)."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: int) -> dict[str, float]:
-    """Completion tokens generated and correct completions over a run, refill rounds included.
-
-    Every generation round of a step samples ``per_round`` completions; the step's ``length/mean``
-    and ``reward/accuracy`` are means over its ``groups/rounds`` rounds.
-    """
-    rounds = [h.get("groups/rounds", 1.0) * per_round for h in history]
-    return {
-        "generated_tokens": sum(h.get("length/mean", 0.0) * r for h, r in zip(history, rounds, strict=True)),
-        "correct_completions": sum(h.get("reward/accuracy", 0.0) * r for h, r in zip(history, rounds, strict=True)),
-    }
-
-
-def git_commit() -> str:
-    """The commit of the working tree a benchmark ran on (``unknown`` outside git)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here
-        )
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rlzoo.cli import KINDS, main, registry
-from rlzoo.experiment import git_commit
+from rlzoo.records import git_commit
 
 QUICK = ["--set", "steps=2", "--set", "prompts_per_step=4", "--set", "group_size=4", "--set", "eval_size=8",
          "--set", "eval_every=0", "--set", "save_every=0", "--set", "progress=false"]

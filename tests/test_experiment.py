@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import EMBEDDED_CONFIG, generation_totals, load_experiment, run_experiment
+from rlzoo.experiment import EMBEDDED_CONFIG, load_experiment, run_experiment
 from tests.trainer.helpers import rows, tiny
 
 
@@ -148,15 +148,6 @@ def test_a_resumed_run_reports_the_whole_run(tmp_path) -> None:
     resumed = run_experiment(_own_run(tmp_path, 3), progress=False, resume=True)
     assert resumed["steps"] == 3 and resumed["before"] == first["before"] != {}
     assert resumed["generated_tokens"] > first["generated_tokens"]  # steps 1-2 counted as well as step 3
-
-
-def test_generation_totals_count_every_refill_round() -> None:
-    # step 1: one round of 4 completions, mean length 10, half correct; step 2: three rounds
-    # (12 completions) averaging 20 tokens and a quarter correct
-    history = [{"length/mean": 10.0, "reward/accuracy": 0.5, "groups/rounds": 1.0},
-               {"length/mean": 20.0, "reward/accuracy": 0.25, "groups/rounds": 3.0}]
-    assert generation_totals(history, per_round=4) == {"generated_tokens": 40.0 + 240.0,
-                                                        "correct_completions": 2.0 + 3.0}
 
 
 # -- datasets: any source rlzoo.data.load_prompts reads, options from the file or the call --------

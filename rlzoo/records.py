@@ -1,0 +1,38 @@
+"""What a run leaves behind, read back: its metrics history, its generation totals, its commit."""
+
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def logged_history(path: Path) -> list[dict[str, Any]]:
+    """The step entries of ``metrics.jsonl`` (the whole run, after a resume)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: int) -> dict[str, float]:
+    """Completion tokens generated and correct completions over a run, refill rounds included.
+
+    Every generation round of a step samples ``per_round`` completions; the step's ``length/mean``
+    and ``reward/accuracy`` are means over its ``groups/rounds`` rounds.
+    """
+    rounds = [h.get("groups/rounds", 1.0) * per_round for h in history]
+    return {
+        "generated_tokens": sum(h.get("length/mean", 0.0) * r for h, r in zip(history, rounds, strict=True)),
+        "correct_completions": sum(h.get("reward/accuracy", 0.0) * r for h, r in zip(history, rounds, strict=True)),
+    }
+
+
+def git_commit() -> str:
+    """The commit of the working tree a benchmark ran on (``unknown`` outside git)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
