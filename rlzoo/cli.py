@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, in worker processes (default 1; progress bars are off when > 1)")
     p.add_argument("--keep-models", action="store_true", help="save each run's final model (default: only "
-                   "summary.json, before.json and metrics.jsonl, which is all a reuse needs)")
+                   "summary.json, before.json and metrics.jsonl.gz, which is all a reuse needs)")
     p.add_argument("--quiet", action="store_true", help="no per-run progress bars")
     p.set_defaults(func=_compare)
 

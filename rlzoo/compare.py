@@ -12,7 +12,7 @@ Finished runs are reused: a run directory whose ``summary.json`` holds the same 
 TrainConfig (its ``output_dir`` and ``progress`` aside) and the same experiment (task or model and
 data, rewards, data options) is read, not retrained, so an interrupted comparison continues where it
 stopped and a grid can grow over several sessions. A comparison keeps only small files per run
-(``summary.json``, ``before.json``, ``metrics.jsonl``; no model unless ``keep_models``), so its
+(``summary.json``, ``before.json``, ``metrics.jsonl.gz``; no model unless ``keep_models``), so its
 output directory, copied anywhere, is the cache. A model or reward file changed in place under the
 same path is not noticed; every run records the commit it was trained on.
 """
@@ -29,7 +29,7 @@ import torch
 
 from rlzoo.errors import ConfigError
 from rlzoo.experiment import Experiment, load_experiment, run_experiment
-from rlzoo.records import generation_totals, logged_history
+from rlzoo.records import generation_totals, logged_history, pack_run
 from rlzoo.stats import LEVEL, RESAMPLES, paired_difference
 from rlzoo.trainer import TrainConfig
 
@@ -155,7 +155,9 @@ def _run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             return summary
     print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}", flush=True)
     # an interrupted run starts over
-    return run_experiment(exp, progress=exp.config.progress, overwrite=True, save_model=bool(spec.get("keep_models")))
+    summary = run_experiment(exp, progress=exp.config.progress, overwrite=True, save_model=bool(spec.get("keep_models")))
+    pack_run(Path(exp.config.output_dir))
+    return summary
 
 
 def _jsonable(value: Any) -> Any:

@@ -349,10 +349,11 @@ def run_experiment(
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
         where = f" on {exp.task_name}" if exp.embedded else ""
         plot_run(history, out / "curves.png", title=f"rlzoo {exp.recipe.name}{where}", before=before, after=after)
+    trainer.scorer.close()  # its reward worker processes, if any
     return summary
 
 
-_RUN_FILES = ("metrics.jsonl", "checkpoints", "final", "final-merged", "summary.json", "before.json", "curves.png")
+_RUN_FILES = ("metrics.jsonl", "metrics.jsonl.gz", "checkpoints", "final", "final-merged", "summary.json", "before.json", "curves.png")
 
 
 def _claim_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:

@@ -1,5 +1,6 @@
 """What a run leaves behind, read back: its metrics history, its generation totals, its commit."""
 
+import gzip
 import json
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -8,8 +9,26 @@ from typing import Any
 
 
 def logged_history(path: Path) -> list[dict[str, Any]]:
-    """The step entries of ``metrics.jsonl`` (the whole run, after a resume)."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The step entries of ``metrics.jsonl`` (the whole run, after a resume), or of the gzipped copy
+    :func:`pack_run` leaves (``metrics.jsonl.gz``) when there is no plain file."""
+    packed = path.with_name(path.name + ".gz")
+    if path.exists():
+        text = path.read_text()
+    elif packed.exists():
+        text = gzip.decompress(packed.read_bytes()).decode()
+    else:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def pack_run(out: Path) -> None:
+    """Shrink a finished comparison run to what a reuse and the comparison read: ``metrics.jsonl``
+    gzipped (byte-identical for identical metrics: no timestamp), ``curves.png`` removed."""
+    metrics = out / "metrics.jsonl"
+    if metrics.exists():
+        (out / "metrics.jsonl.gz").write_bytes(gzip.compress(metrics.read_bytes(), compresslevel=9, mtime=0))
+        metrics.unlink()
+    (out / "curves.png").unlink(missing_ok=True)
 
 
 def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: int) -> dict[str, float]:

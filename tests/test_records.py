@@ -1,6 +1,8 @@
 """Reading back what a run left behind."""
 
-from rlzoo.records import generation_totals
+import json
+
+from rlzoo.records import generation_totals, logged_history, pack_run
 
 
 def test_generation_totals_count_every_refill_round() -> None:
@@ -10,3 +12,17 @@ def test_generation_totals_count_every_refill_round() -> None:
                {"length/mean": 20.0, "reward/accuracy": 0.25, "groups/rounds": 3.0}]
     assert generation_totals(history, per_round=4) == {"generated_tokens": 40.0 + 240.0,
                                                         "correct_completions": 2.0 + 3.0}
+
+
+def test_a_packed_run_reads_back_the_same_history(tmp_path) -> None:
+    lines = [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        (tmp_path / name / "curves.png").write_bytes(b"png")
+        pack_run(tmp_path / name)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metrics.jsonl.gz"]
+    assert logged_history(tmp_path / "a" / "metrics.jsonl") == lines
+    # no timestamp inside: the same metrics give the same bytes, so a committed cache does not churn
+    assert (tmp_path / "a" / "metrics.jsonl.gz").read_bytes() == (tmp_path / "b" / "metrics.jsonl.gz").read_bytes()
+    assert logged_history(tmp_path / "missing" / "metrics.jsonl") == []

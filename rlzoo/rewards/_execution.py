@@ -109,6 +109,9 @@ def _serve(conn: Any, funcs: Sequence[RewardFunction], inherited: Sequence[Any])
     for other in inherited:  # the parent's ends of every pipe (fork): so EOF reaches us if it dies
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    # A forked worker inherits the trainer's SIGTERM handler (finish the step, then save), which would
+    # keep it alive when its parent's exit terminates it, and the parent would wait for it forever.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     faulthandler.disable()  # a crash is reported by the parent (signal named); a forked dump shows its stack
     torch = sys.modules.get("torch")
     if torch is not None:

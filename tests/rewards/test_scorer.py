@@ -352,3 +352,20 @@ def test_spawn_needs_picklable_functions() -> None:
     scorer = Scorer([lambda prompts, completions, **kw: [1.0]], timeout=1.0, start_method="spawn")
     with pytest.raises(ConfigError, match=r"start_method='spawn'.*must pickle"):
         scorer(["p"], ["a"], {}, 1)
+
+
+def test_a_worker_forked_under_the_trainers_sigterm_handler_still_dies_of_sigterm() -> None:
+    """The trainer's handler (note the signal, finish the step) must not keep a reward worker alive:
+    a multiprocessing child's exit terminates its daemonic workers and then waits for them."""
+    before = set(multiprocessing.active_children())
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # what the trainer's StopFlag does
+    try:
+        with Scorer([probe], timeout=5.0) as scorer:
+            pid = int(scorer(["p"], ["pid"], {}, 1).rewards.item())  # a worker forked now
+            (worker,) = set(multiprocessing.active_children()) - before
+            assert worker.pid == pid
+            worker.terminate()
+            worker.join(timeout=10)
+            assert worker.exitcode == -signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
