@@ -104,9 +104,14 @@ def _compare(args: argparse.Namespace) -> int:
     from rlzoo.compare import compare, compare_report
 
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    variants = {}
+    for name, *spec in args.variant or ():
+        variants[name] = spec
+        names += [] if name in names else [name]
     train = {"progress": False} if args.quiet else {}
     result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train, jobs=args.jobs,
-                     baseline=args.baseline, experiment=_experiment_kwargs(args), keep_models=args.keep_models)
+                     baseline=args.baseline, experiment=_experiment_kwargs(args), keep_models=args.keep_models,
+                     variants=variants)
     out = args.output_dir or result["output_dir"]
     print(compare_report(result))
     print(f"table: {out}/compare.md   plot: {out}/compare.png   data: {out}/compare.json")
@@ -260,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="seeds per recipe: 0 .. N-1 (default 1; the README grid uses 5)")
     p.add_argument("--baseline", help="the recipe every other one is paired with (default grpo if compared, "
                    "else the first of --recipes)")
+    p.add_argument("--variant", nargs="+", action="append", metavar="WORD",
+                   help="NAME RECIPE [KEY=VALUE ...]: compare a recipe of your own under NAME, RECIPE with recipe "
+                   "fields changed, e.g. --variant v3_kl agpo_v3 kl=k3 kl_coef=0.04 (repeatable; added to "
+                   "--recipes; an ablation changes the recipe only, the budget stays shared)")
     _add_experiment_options(p)
     p.add_argument("--output-dir", help="default runs/compare/<task> (runs/compare/custom for your own model)")
     p.add_argument("--jobs", type=int, default=1,

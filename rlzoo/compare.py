@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from rlzoo.errors import ConfigError
-from rlzoo.experiment import Experiment, load_experiment, run_experiment
+from rlzoo.experiment import TRAIN_KEYS, Experiment, load_experiment, run_experiment
 from rlzoo.records import generation_totals, logged_history, pack_run
 from rlzoo.stats import LEVEL, RESAMPLES, paired_difference
 from rlzoo.trainer import TrainConfig
@@ -69,8 +69,13 @@ def compare(
     baseline: str | None = None,
     experiment: Mapping[str, Any] | None = None,
     keep_models: bool = False,
+    variants: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot.
+
+    ``variants`` names recipes of one's own for this comparison: ``{"v3_kl": ["agpo_v3", "kl=k3",
+    "kl_coef=0.04"]}`` is ``agpo_v3`` with two recipe fields changed (an ablation), compared under
+    its name like any recipe in ``recipe_names``. A variant changes the recipe only, never the budget.
 
     ``experiment`` holds :func:`rlzoo.experiment.load_experiment`'s options other than the recipe and
     the overrides (:data:`EXPERIMENT_KEYS`: ``task``, ``config_file``, ``model``, ``dataset``,
@@ -90,18 +95,23 @@ def compare(
     unknown = sorted(set(experiment or {}) - set(EXPERIMENT_KEYS))
     if unknown:
         raise ConfigError(f"compare: unknown experiment option(s) {', '.join(unknown)}; known: {', '.join(EXPERIMENT_KEYS)}")
+    variants = {name: list(spec) for name, spec in (variants or {}).items()}
+    _check_variants(variants, recipe_names)
     if baseline is None:
         baseline = DEFAULT_BASELINE if DEFAULT_BASELINE in recipe_names else recipe_names[0]
     elif baseline not in recipe_names:
         raise ConfigError(f"compare: baseline '{baseline}' is not among the recipes ({', '.join(recipe_names)}); "
                           "add it to --recipes or choose another --baseline")
     experiment = dict(experiment or {})
-    first = load_experiment(recipe=recipe_names[0], overrides=overrides, train=train, **experiment)
+    first = load_experiment(recipe=variants.get(recipe_names[0], recipe_names)[0], overrides=overrides, train=train,
+                            **experiment)
     out = Path(output_dir) if output_dir is not None else default_output_dir(first)
     train = {**(train or {}), **({"progress": False} if jobs > 1 else {})}
+    recipes = {name: variants.get(name, [name]) for name in recipe_names}  # name -> [recipe, field overrides...]
     runs = {
         name: [
-            {"recipe": name, "overrides": list(overrides), "keep_models": keep_models, **experiment,
+            {"recipe": recipes[name][0], "overrides": [*overrides, *recipes[name][1:]], "label": name,
+             "keep_models": keep_models, **experiment,
              "train": {**train, "seed": seed, "output_dir": str(out / name / f"seed{seed}"), "save_every": 0}}
             for seed in range(seeds)
         ]
@@ -113,7 +123,7 @@ def compare(
     budget = {k: v for k, v in first.config.to_dict().items() if k not in ("seed", "output_dir", "progress")}
     result: dict[str, Any] = {
         "format": 2, "commit": "", "task": first.task_name, "experiment": first.identity(), "seeds": seeds,
-        "overrides": list(overrides), "baseline": baseline, "config": budget, "stats": dict(STATS),
+        "overrides": list(overrides), "variants": variants, "baseline": baseline, "config": budget, "stats": dict(STATS),
         "output_dir": str(out), "rows": [], "paired": [],
     }
     commits: set[str] = set()
@@ -140,8 +150,28 @@ def compare(
     return result
 
 
+def _check_variants(variants: Mapping[str, Sequence[str]], recipe_names: Sequence[str]) -> None:
+    """A variant is a new name, a registered recipe and recipe fields only (the budget is shared)."""
+    from rlzoo.recipes import RECIPES
+
+    for name, spec in variants.items():
+        if name in RECIPES:
+            raise ConfigError(f"compare: variant name '{name}' is a registered recipe; give the variant its own name")
+        if name not in recipe_names:
+            raise ConfigError(f"compare: variant '{name}' is not among the recipes ({', '.join(recipe_names)})")
+        if not spec:
+            raise ConfigError(f"compare: variant '{name}' names no recipe to start from, e.g. {name}=agpo_v3 kl=k3")
+        for item in spec[1:]:
+            key, sep, _ = item.partition("=")
+            if not sep:
+                raise ConfigError(f"compare: variant '{name}': expected KEY=VALUE, got '{item}'")
+            if key in TRAIN_KEYS:
+                raise ConfigError(f"compare: variant '{name}' sets the training setting '{key}'; a variant changes "
+                                  "the recipe only (use --set for the budget every recipe shares)")
+
+
 def _experiment_args(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k != "keep_models"}
+    return {k: v for k, v in spec.items() if k not in ("keep_models", "label")}
 
 
 def _run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,9 +181,9 @@ def _run_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if done.exists():
         summary = json.loads(done.read_text())
         if same_run(exp, summary):
-            print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}: reusing {done}", flush=True)
+            print(f"rlzoo compare: {spec['label']} seed {exp.config.seed}: reusing {done}", flush=True)
             return summary
-    print(f"rlzoo compare: {exp.recipe.name} seed {exp.config.seed}", flush=True)
+    print(f"rlzoo compare: {spec['label']} seed {exp.config.seed}", flush=True)
     # an interrupted run starts over
     summary = run_experiment(exp, progress=exp.config.progress, overwrite=True, save_model=bool(spec.get("keep_models")))
     pack_run(Path(exp.config.output_dir))

@@ -40,7 +40,7 @@ EMBEDDED_CONFIG: dict[str, Any] = {
     "cpu_threads": 1,
 }
 
-_TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}
+TRAIN_KEYS = {p.name for p in dataclass_params(TrainConfig)}
 _FILE_KEYS = {"recipe", "task", "model", "dataset", "eval_dataset", "reward_funcs", "train", "lora",
               "dataset_split", "dataset_subset", "eval_dataset_split", "prompt_column", "system_prompt", "chat"}
 # how the dataset is read and shaped (rlzoo.data.load_prompts): option -> its type
@@ -191,7 +191,7 @@ def load_experiment(
     recipe_sets = []
     for assignment in overrides:
         key, sep, raw = assignment.partition("=")
-        if sep and key in _TRAIN_KEYS:
+        if sep and key in TRAIN_KEYS:
             train_values[key] = yamlio.load(raw)
         else:
             recipe_sets.append(assignment)

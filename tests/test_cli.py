@@ -166,7 +166,7 @@ def test_compare_takes_what_train_takes(tmp_path, capsys) -> None:
         main(["compare", "--help"])
     text = capsys.readouterr().out
     for option in ("--task", "--model", "--dataset", "--config", "--reward", "--set", "--eval-split", "--baseline",
-                   "--prompt-column", "--keep-models"):
+                   "--prompt-column", "--keep-models", "--variant"):
         assert option in text
     from tests.trainer.helpers import rows, tiny
 
@@ -178,9 +178,11 @@ def test_compare_takes_what_train_takes(tmp_path, capsys) -> None:
     out = tmp_path / "cmp"
     args = ["compare", "--recipes", "rloo", "--model", str(tmp_path / "model"), "--dataset", str(data),
             "--eval-dataset", str(data), "--reward", "answer_match", "--output-dir", str(out), *QUICK,
-            "--set", "steps=1", "--set", "max_completion_length=8"]
+            "--set", "steps=1", "--set", "max_completion_length=8", "--variant", "rloo_tm", "rloo", "aggregation=token_mean"]
     assert main(args) == 0
     result = json.loads((out / "compare.json").read_text())
+    assert [r["recipe"] for r in result["rows"]] == ["rloo", "rloo_tm"]
+    assert json.loads((out / "rloo_tm" / "seed0" / "summary.json").read_text())["recipe"]["aggregation"] == "token_mean"
     assert result["task"] is None and result["experiment"]["model"] == str(tmp_path / "model")
     assert result["experiment"]["reward_funcs"] == ["answer_match"] and result["baseline"] == "rloo"
     assert "your model and data, 1 seed(s)" in capsys.readouterr().out

@@ -71,6 +71,19 @@ def test_compare_checks_its_arguments() -> None:
         compare(["grpo"], 1, experiment={"task": "chain5"})
 
 
+@pytest.mark.parametrize(("variants", "message"), [
+    ({"rloo": ["grpo", "kl=k1"]}, "variant name 'rloo' is a registered recipe"),
+    ({"v": []}, "variant 'v' names no recipe to start from"),
+    ({"v": ["grpo", "kl"]}, "variant 'v': expected KEY=VALUE, got 'kl'"),
+    ({"v": ["grpo", "learning_rate=1e-3"]}, "variant 'v' sets the training setting 'learning_rate'"),
+    ({"w": ["grpo"]}, "variant 'w' is not among the recipes"),
+    ({"v": ["grpo", "kll=k3"]}, "kll"),  # an unknown recipe field fails before anything runs
+])
+def test_variants_are_checked_before_anything_runs(variants, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        compare(["grpo", "v"], 1, variants=variants)
+
+
 def test_finished_runs_are_matched_on_every_setting_but_progress_and_place() -> None:
     config = load_experiment(recipe="grpo", overrides=["steps=5"]).config
     saved = json.loads(json.dumps(config.to_dict())) | {"progress": not config.progress, "output_dir": "/elsewhere"}
@@ -130,3 +143,18 @@ def test_smoke_comparison_pairs_seeds_end_to_end(tmp_path, capfd) -> None:
     again = compare(["agpo", "grpo"], 2, overrides=SMOKE, output_dir=moved)
     assert capfd.readouterr().out.count("reusing") == 4
     assert again["rows"] == result["rows"] and again["paired"] == result["paired"]
+
+
+def test_a_variant_is_its_recipe_with_fields_changed_and_is_compared_by_name(tmp_path, capfd) -> None:
+    out = tmp_path / "cmp"
+    variants = {"v3_kl": ["agpo_v3", "kl=k3", "kl_coef=0.04"]}
+    result = compare(["grpo", "v3_kl"], 1, overrides=SMOKE, output_dir=out, variants=variants)
+    assert [r["recipe"] for r in result["rows"]] == ["grpo", "v3_kl"] and result["variants"] == variants
+    recipe = json.loads((out / "v3_kl" / "seed0" / "summary.json").read_text())["recipe"]
+    assert recipe["name"] == "agpo_v3" and recipe["kl"] == "k3" and recipe["kl_coef"] == 0.04
+    assert recipe["mask_zero_advantage"] is True  # the rest is agpo_v3's
+    assert "rlzoo compare: v3_kl seed 0" in capfd.readouterr().out
+    # the same name with other fields is another run: retrained, not reused
+    compare(["grpo", "v3_kl"], 1, overrides=SMOKE, output_dir=out, variants={"v3_kl": ["agpo_v3", "kl=k1", "kl_coef=0.04"]})
+    printed = capfd.readouterr().out
+    assert "grpo seed 0: reusing" in printed and "v3_kl seed 0: reusing" not in printed
