@@ -111,10 +111,10 @@ def _compare(args: argparse.Namespace) -> int:
     train = {"progress": False} if args.quiet else {}
     result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train, jobs=args.jobs,
                      baseline=args.baseline, experiment=_experiment_kwargs(args), keep_models=args.keep_models,
-                     variants=variants)
-    out = args.output_dir or result["output_dir"]
+                     variants=variants, report=args.report)
+    out, name = args.output_dir or result["output_dir"], args.report
     print(compare_report(result))
-    print(f"table: {out}/compare.md   plot: {out}/compare.png   data: {out}/compare.json")
+    print(f"table: {out}/{name}.md   plot: {out}/{name}.png   data: {out}/{name}.json")
     return 0
 
 
@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--recipes; an ablation changes the recipe only, the budget stays shared)")
     _add_experiment_options(p)
     p.add_argument("--output-dir", help="default runs/compare/<task> (runs/compare/custom for your own model)")
+    p.add_argument("--report", default="compare", help="name of the table, data and plot in --output-dir "
+                   "(default compare: compare.md, .json, .png); another name lets a second comparison, such as "
+                   "ablations, share the runs already there")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once, in worker processes (default 1; progress bars are off when > 1)")
     p.add_argument("--keep-models", action="store_true", help="save each run's final model (default: only "

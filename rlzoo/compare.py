@@ -70,12 +70,15 @@ def compare(
     experiment: Mapping[str, Any] | None = None,
     keep_models: bool = False,
     variants: Mapping[str, Sequence[str]] | None = None,
+    report: str = "compare",
 ) -> dict[str, Any]:
     """Run every recipe on the same model, data, seeds and budget; write a table (Markdown, JSON) and a plot.
 
     ``variants`` names recipes of one's own for this comparison: ``{"v3_kl": ["agpo_v3", "kl=k3",
     "kl_coef=0.04"]}`` is ``agpo_v3`` with two recipe fields changed (an ablation), compared under
     its name like any recipe in ``recipe_names``. A variant changes the recipe only, never the budget.
+    ``report`` names the table, data and figure (``<report>.md``, ``.json``, ``.png`` in the output
+    directory), so several comparisons (a grid, its ablations) can share one cache of runs.
 
     ``experiment`` holds :func:`rlzoo.experiment.load_experiment`'s options other than the recipe and
     the overrides (:data:`EXPERIMENT_KEYS`: ``task``, ``config_file``, ``model``, ``dataset``,
@@ -90,6 +93,8 @@ def compare(
         raise ConfigError(f"compare: jobs must be >= 1, got {jobs}")
     if seeds < 1:
         raise ConfigError(f"compare: seeds must be >= 1, got {seeds}")
+    if not report or not all(c.isalnum() or c in "-_." for c in report):
+        raise ConfigError(f"compare: report must be a file name without a folder (letters, digits, - _ .), got {report!r}")
     if not recipe_names or len(set(recipe_names)) != len(recipe_names):
         raise ConfigError(f"compare: name each recipe once, got {list(recipe_names)}")
     unknown = sorted(set(experiment or {}) - set(EXPERIMENT_KEYS))
@@ -141,9 +146,9 @@ def compare(
             commits |= {s.get("commit", "unknown") for s in summaries}  # reused runs keep the commit they ran on
             result["commit"] = ", ".join(sorted(commits))
             # written after every recipe, so an interrupted comparison keeps what it finished
-            (out / "compare.json").write_text(json.dumps(result, indent=2))
-            (out / "compare.md").write_text(compare_report(result))
-            plot_comparison(curves, result, out / "compare.png", title=figure_title(result))
+            (out / f"{report}.json").write_text(json.dumps(result, indent=2))
+            (out / f"{report}.md").write_text(compare_report(result))
+            plot_comparison(curves, result, out / f"{report}.png", title=figure_title(result))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -63,6 +63,8 @@ def test_paired_rows_hand_worked() -> None:
 def test_compare_checks_its_arguments() -> None:
     with pytest.raises(ConfigError, match="jobs must be >= 1, got 0"):
         compare(["grpo"], 1, jobs=0)
+    with pytest.raises(ConfigError, match="report must be a file name without a folder.*got '../x'"):
+        compare(["grpo"], 1, report="../x")
     with pytest.raises(ConfigError, match="baseline 'dapo' is not among the recipes"):
         compare(["grpo", "agpo"], 1, baseline="dapo")
     with pytest.raises(ConfigError, match="name each recipe once"):
@@ -148,8 +150,10 @@ def test_smoke_comparison_pairs_seeds_end_to_end(tmp_path, capfd) -> None:
 def test_a_variant_is_its_recipe_with_fields_changed_and_is_compared_by_name(tmp_path, capfd) -> None:
     out = tmp_path / "cmp"
     variants = {"v3_kl": ["agpo_v3", "kl=k3", "kl_coef=0.04"]}
-    result = compare(["grpo", "v3_kl"], 1, overrides=SMOKE, output_dir=out, variants=variants)
+    result = compare(["grpo", "v3_kl"], 1, overrides=SMOKE, output_dir=out, variants=variants, report="ablations")
     assert [r["recipe"] for r in result["rows"]] == ["grpo", "v3_kl"] and result["variants"] == variants
+    assert json.loads((out / "ablations.json").read_text()) == json.loads(json.dumps(result))
+    assert (out / "ablations.md").exists() and (out / "ablations.png").exists() and not (out / "compare.json").exists()
     recipe = json.loads((out / "v3_kl" / "seed0" / "summary.json").read_text())["recipe"]
     assert recipe["name"] == "agpo_v3" and recipe["kl"] == "k3" and recipe["kl_coef"] == 0.04
     assert recipe["mask_zero_advantage"] is True  # the rest is agpo_v3's
