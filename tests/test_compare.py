@@ -63,7 +63,7 @@ def test_paired_rows_hand_worked() -> None:
 def test_compare_checks_its_arguments() -> None:
     with pytest.raises(ConfigError, match="jobs must be >= 1, got 0"):
         compare(["grpo"], 1, jobs=0)
-    with pytest.raises(ConfigError, match="report must be a file name without a folder.*got '../x'"):
+    with pytest.raises(ConfigError, match=r"report must be a file name without a folder.*got '\.\./x'"):
         compare(["grpo"], 1, report="../x")
     with pytest.raises(ConfigError, match="baseline 'dapo' is not among the recipes"):
         compare(["grpo", "agpo"], 1, baseline="dapo")
