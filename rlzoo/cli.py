@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -294,12 +295,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_logs() -> None:
+    """rlzoo's log lines on stderr, INFO and up (which engine ``auto`` chose, a signal noted), once."""
+    log = logging.getLogger("rlzoo")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (as logging's last-resort handler)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    show_logs()
     try:
         return args.func(args)
     except RlzooError as exc:

@@ -53,8 +53,10 @@ def test_train_reports_every_config_problem_before_loading(capsys) -> None:
 def test_quick_train_on_the_embedded_task(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", "--output-dir", str(out), *QUICK]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "recipe 'agpo' on the embedded arithmetic task" in text and "eval greedy" in text
+    assert "generator auto: lean (model_type 'llama' on cpu" in captured.err  # rlzoo's INFO lines are shown
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and 0.0 <= summary["after"]["eval/greedy/accuracy"] <= 1.0
     assert (out / "curves.png").stat().st_size > 1000
