@@ -368,7 +368,10 @@ def paired_table(result: Mapping[str, Any]) -> str:
 
 
 def compare_report(result: Mapping[str, Any]) -> str:
-    """``compare.md``: the budget, the table of means and the table of paired differences."""
-    head = f"{describe_budget(result)}; commit `{result['commit']}`; overrides: {' '.join(result['overrides']) or 'none'}\n\n"
+    """``compare.md``: the budget, the variants, the table of means and the table of paired differences."""
+    head = f"{describe_budget(result)}; commit `{result['commit']}`; overrides: {' '.join(result['overrides']) or 'none'}.\n\n"
+    variants = result.get("variants") or {}
+    if variants:
+        head += "Variants: " + "; ".join(f"`{name}` = `{' '.join(spec)}`" for name, spec in variants.items()) + ".\n\n"
     paired = paired_table(result)
     return head + compare_table(result, header=False) + (f"\n{paired}" if paired else "")

@@ -19,9 +19,9 @@ import yaml
 from rlzoo import recipes, yamlio
 from rlzoo.data import looks_like_hub_id
 from rlzoo.errors import ConfigError
+from rlzoo.params import dataclass_params
 from rlzoo.recipes import Recipe
 from rlzoo.records import generation_totals, git_commit, logged_history
-from rlzoo.registry import dataclass_params
 from rlzoo.rewards import resolve_rewards
 from rlzoo.trainer import TrainConfig
 from rlzoo.trainer.setup import lora_config

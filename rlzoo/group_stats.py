@@ -33,7 +33,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from rlzoo.errors import DataError
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.types import Groups, ensure_finite
 
 # Below this eps, squared deviations lost to float32 underflow could show in ``std + eps``.

@@ -10,10 +10,11 @@ marker; the markers stay, the text between them is the rendering of the source::
     ...the comparison's tables...
     <!-- end generated -->
 
-Kinds: ``compare`` (a ``compare.json``: the budget line, the table of means and, when the JSON
-has per-seed values, the table of paired differences to the baseline; :mod:`rlzoo.compare`) and
+Kinds: ``compare`` (a ``compare.json``, or another ``--report``'s JSON: the budget line, the
+variants, the table of means and the table of paired differences to the baseline; :mod:`rlzoo.compare`) and
 ``main-job`` (a run's ``summary.json``, as ``rlzoo train`` wrote it: the main job's figures).
-To refresh the README after a new run, copy its JSON under ``docs/`` and run the first command.
+To refresh the README after a new run, copy its JSON under ``docs/`` (a comparison grid lives
+there whole: ``docs/grid/<task>``) and run the first command.
 """
 
 import argparse
@@ -31,16 +32,11 @@ _BLOCK = re.compile(r"(<!-- generated: (?P<kind>[\w-]+) (?P<source>\S+) -->\n)(?
 
 
 def compare_text(result: Mapping[str, Any]) -> str:
-    """A comparison's block: the table of means (alone for a JSON written before per-seed values), else
-    the budget line, that table and the paired table."""
-    from rlzoo.compare import compare_table, describe_budget, paired_table
+    """A comparison's block: what ``rlzoo compare`` writes to ``compare.md`` (budget line, variants,
+    the table of means, the table of paired differences)."""
+    from rlzoo.compare import compare_report
 
-    table = compare_table(result, header=False)
-    if "format" not in result:  # the first comparisons: means and spreads only
-        return table
-    paired = paired_table(result)
-    head = f"{describe_budget(result)}; commit `{result['commit']}`; overrides: {' '.join(result['overrides']) or 'none'}.\n\n"
-    return head + table + (f"\n{paired}" if paired else "")
+    return compare_report(result)
 
 
 def main_job_text(summary: Mapping[str, Any]) -> str:

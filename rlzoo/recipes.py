@@ -23,7 +23,8 @@ import yaml
 
 from rlzoo import advantages, losses, rewards, yamlio
 from rlzoo.errors import ConfigError
-from rlzoo.registry import Registry, check
+from rlzoo.params import check
+from rlzoo.registry import Registry
 
 RECIPES: Registry = Registry("recipe", entry_point_group="rlzoo.recipes")
 build = RECIPES.build

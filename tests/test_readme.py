@@ -10,7 +10,9 @@ from rlzoo.readme import ROOT, blocks, check, compare_text, main, main_job_text,
 
 def test_the_readme_matches_the_json_in_docs() -> None:
     found = blocks((ROOT / "README.md").read_text())
-    assert ("compare", "docs/compare.json") in found
+    for task in ("arithmetic3", "chain4"):
+        assert ("compare", f"docs/grid/{task}/compare.json") in found
+    assert ("compare", "docs/grid/arithmetic3/ablations.json") in found
     assert check() == [], "a README block is stale: run python -m rlzoo.readme"
 
 
@@ -45,6 +47,9 @@ def test_a_comparison_block_has_the_budget_both_tables_and_the_commit() -> None:
     assert text.startswith("task `chain4`, 2 seed(s), 120 steps of 16 prompts × 8 completions, lr 0.0001, "
                            "eval on 2000 held-out prompts; commit `abc1234`; overrides: none.\n\n| recipe |")
     assert "| agpo | 2 | **+10.0 [+10.0, +10.0]** |" in text and "| recipe − grpo |" in text
+    assert "Variants" not in text
+    named = compare_text(_result() | {"variants": {"agpo": ["agpo_v3", "kl=k3", "kl_coef=0.04"]}})
+    assert "overrides: none.\n\nVariants: `agpo` = `agpo_v3 kl=k3 kl_coef=0.04`.\n\n| recipe |" in named
 
 
 def test_a_stale_block_is_found_and_rewritten(tmp_path, capsys) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor
 from rlzoo.advantages import FILTERS
 from rlzoo.errors import DataError
 from rlzoo.group_stats import GroupStats
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 from rlzoo.types import Groups
 
 

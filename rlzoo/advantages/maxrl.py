@@ -9,7 +9,7 @@ from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
 from rlzoo.group_stats import GroupStats, check_eps, safe_reciprocal
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 from rlzoo.types import Groups
 
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
 from rlzoo.group_stats import GroupStats, group_sum
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 from rlzoo.types import Groups
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from rlzoo.advantages import ESTIMATORS
 from rlzoo.group_stats import GroupStats, all_valid, check_eps, require_finite
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 from rlzoo.types import Groups
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from rlzoo.advantages import ESTIMATORS
 from rlzoo.errors import DataError
 from rlzoo.group_stats import all_valid, require_finite
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 from rlzoo.types import Groups
 
 

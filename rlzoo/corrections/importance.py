@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import torch
 
 from rlzoo.corrections import CORRECTIONS, Correction
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.types import PolicyBatch
 
 

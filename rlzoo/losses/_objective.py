@@ -23,7 +23,7 @@ from rlzoo.losses._common import (
     totals_dtype,
 )
 from rlzoo.losses.aggregation import weighted_sum
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.selectors import SELECTORS
 from rlzoo.types import LossOutput, LossTotals, PolicyBatch, TokenSelector
 

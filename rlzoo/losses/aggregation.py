@@ -16,7 +16,7 @@ from torch import Tensor
 from rlzoo.errors import DataError
 from rlzoo.losses import AGGREGATIONS
 from rlzoo.losses._common import Level
-from rlzoo.registry import check, component_label
+from rlzoo.params import check, component_label
 from rlzoo.types import LossTotals
 
 

@@ -17,7 +17,7 @@ from rlzoo.losses._common import (
     sampler_metrics,
     token_inputs,
 )
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.types import PolicyBatch
 
 

@@ -16,7 +16,7 @@ from rlzoo.losses._common import (
     sampler_metrics,
     token_inputs,
 )
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.types import PolicyBatch
 
 # verl's guard inside the binary KL's second log.

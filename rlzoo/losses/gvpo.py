@@ -18,7 +18,7 @@ from rlzoo.losses._common import (
     sampler_metrics,
     token_inputs,
 )
-from rlzoo.registry import check, component_label
+from rlzoo.params import check, component_label
 from rlzoo.types import PolicyBatch
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from rlzoo.errors import DataError
 from rlzoo.losses import KL_ESTIMATORS
 from rlzoo.losses._common import LOG_RATIO_CLAMP, k3_value
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 
 from rlzoo.losses import POLICY_LOSSES
 from rlzoo.losses._common import Level, PolicyTerm, importance_ratio, sampler_metrics, token_inputs
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.types import PolicyBatch
 
 

@@ -18,7 +18,7 @@ from rlzoo.losses._common import (
     sampler_metrics,
     token_inputs,
 )
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.types import PolicyBatch
 
 # TRL clamps log w below at log(1e-8) ("to match the original implementation").

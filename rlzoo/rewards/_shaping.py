@@ -4,7 +4,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from rlzoo.errors import DataError
-from rlzoo.registry import component_label
+from rlzoo.params import component_label
 from rlzoo.types import Groups
 
 

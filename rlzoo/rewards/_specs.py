@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rlzoo.errors import ConfigError
-from rlzoo.registry import suggest
+from rlzoo.params import suggest
 from rlzoo.rewards import REWARD_FUNCS
 from rlzoo.rewards._execution import RewardFunction
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from rlzoo.errors import ConfigError
-from rlzoo.registry import check, component_label
+from rlzoo.params import check, component_label
 from rlzoo.rewards import REWARD_FUNCS
 from rlzoo.text import completion_text
 

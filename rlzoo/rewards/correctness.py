@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import torch
 
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.rewards import SHAPERS
 from rlzoo.rewards._shaping import valid_correct
 from rlzoo.types import Groups

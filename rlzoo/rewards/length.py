@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.rewards import SHAPERS
 from rlzoo.rewards._shaping import valid_correct
 from rlzoo.types import Groups

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.rewards import REWARD_FUNCS
 from rlzoo.text import completion_text
 

@@ -8,7 +8,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from rlzoo.errors import DataError
-from rlzoo.registry import check, component_label
+from rlzoo.params import check, component_label
 from rlzoo.selectors import SELECTORS
 from rlzoo.selectors._quantile import linear_quantile
 from rlzoo.types import PolicyBatch, Selection

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 import torch
 
-from rlzoo.registry import check
+from rlzoo.params import check
 from rlzoo.selectors import SELECTORS
 from rlzoo.types import PolicyBatch, Selection
 

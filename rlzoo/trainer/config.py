@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from rlzoo import yamlio
 from rlzoo.errors import ConfigError
-from rlzoo.registry import validate_params
+from rlzoo.params import validate_params
 
 
 @dataclass(frozen=True)
