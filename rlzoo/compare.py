@@ -294,7 +294,10 @@ def describe_budget(result: Mapping[str, Any]) -> str:
 
 
 def figure_title(result: Mapping[str, Any]) -> str:
-    return f"rlzoo compare: {describe_budget(result).replace('`', '')} (commit {result['commit']})"
+    """The budget and the commit, or how many commits the runs span (the JSON lists them all)."""
+    commits = [c for c in result["commit"].split(", ") if c]
+    where = f"commit {commits[0]}" if len(commits) == 1 else f"runs from {len(commits)} commits"
+    return f"rlzoo compare: {describe_budget(result).replace('`', '')} ({where})"
 
 
 def compare_table(result: Mapping[str, Any], *, header: bool = True) -> str:

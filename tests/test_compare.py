@@ -10,6 +10,7 @@ from rlzoo.compare import (
     _same_config,
     compare,
     compare_table,
+    figure_title,
     paired_rows,
     paired_table,
     same_run,
@@ -33,6 +34,13 @@ def test_compare_table_formats_mean_and_spread() -> None:
 def _per_seed(seeds: list[int], **values: list[float]) -> dict:
     base = dict.fromkeys(PAIRED_METRICS, [0.0] * len(seeds))
     return {"seed": seeds, **base, **values}
+
+
+def test_the_figure_title_names_one_commit_or_counts_them() -> None:
+    result = {"task": "chain4", "seeds": 5, "config": {}, "commit": "abc1234"}
+    assert figure_title(result) == "rlzoo compare: task chain4, 5 seed(s) (commit abc1234)"
+    assert figure_title(result | {"commit": "abc1234, def5678+dirty"}) == (
+        "rlzoo compare: task chain4, 5 seed(s) (runs from 2 commits)")
 
 
 def test_paired_rows_hand_worked() -> None:
