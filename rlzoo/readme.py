@@ -6,7 +6,7 @@
 A generated block is the text between a start marker naming its kind and its source, and the end
 marker; the markers stay, the text between them is the rendering of the source::
 
-    <!-- generated: compare docs/compare.json -->
+    <!-- generated: compare docs/grid/arithmetic3/compare.json -->
     ...the comparison's tables...
     <!-- end generated -->
 
