@@ -108,7 +108,8 @@ def _compare(args: argparse.Namespace) -> int:
     variants = {}
     for name, *spec in args.variant or ():
         variants[name] = spec
-        names += [] if name in names else [name]
+        if name not in names:
+            names.append(name)
     train = {"progress": False} if args.quiet else {}
     result = compare(names, args.seeds, overrides=args.set, output_dir=args.output_dir, train=train, jobs=args.jobs,
                      baseline=args.baseline, experiment=_experiment_kwargs(args), keep_models=args.keep_models,

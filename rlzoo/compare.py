@@ -108,11 +108,10 @@ def compare(
         raise ConfigError(f"compare: baseline '{baseline}' is not among the recipes ({', '.join(recipe_names)}); "
                           "add it to --recipes or choose another --baseline")
     experiment = dict(experiment or {})
-    first = load_experiment(recipe=variants.get(recipe_names[0], recipe_names)[0], overrides=overrides, train=train,
-                            **experiment)
+    recipes = {name: variants.get(name, [name]) for name in recipe_names}  # name -> [recipe, field overrides...]
+    first = load_experiment(recipe=recipes[recipe_names[0]][0], overrides=overrides, train=train, **experiment)
     out = Path(output_dir) if output_dir is not None else default_output_dir(first)
     train = {**(train or {}), **({"progress": False} if jobs > 1 else {})}
-    recipes = {name: variants.get(name, [name]) for name in recipe_names}  # name -> [recipe, field overrides...]
     runs = {
         name: [
             {"recipe": recipes[name][0], "overrides": [*overrides, *recipes[name][1:]], "label": name,
@@ -165,7 +164,7 @@ def _check_variants(variants: Mapping[str, Sequence[str]], recipe_names: Sequenc
         if name not in recipe_names:
             raise ConfigError(f"compare: variant '{name}' is not among the recipes ({', '.join(recipe_names)})")
         if not spec:
-            raise ConfigError(f"compare: variant '{name}' names no recipe to start from, e.g. {name}=agpo_v3 kl=k3")
+            raise ConfigError(f"compare: variant '{name}' names no recipe to start from, e.g. --variant {name} agpo_v3 kl=k3")
         for item in spec[1:]:
             key, sep, _ = item.partition("=")
             if not sep:
