@@ -311,45 +311,45 @@ def run_experiment(
     peft_config = None if exp.lora is None else lora_config(exp.lora)
     trainer = Trainer(model, tokenizer, exp.recipe, train_rows, reward_funcs, config=config, eval_dataset=eval_rows,
                       peft_config=peft_config)
-    main = trainer.accelerator.is_main_process
-    if resume and (out / "before.json").exists():
-        before = json.loads((out / "before.json").read_text())
-    else:
-        before = {} if resume else trainer.evaluate() | trainer.evaluate(greedy=False)
+    with trainer.scorer:  # its reward worker processes, if any, stop on an error too
+        main = trainer.accelerator.is_main_process
+        if resume and (out / "before.json").exists():
+            before = json.loads((out / "before.json").read_text())
+        else:
+            before = {} if resume else trainer.evaluate() | trainer.evaluate(greedy=False)
+            if main:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "before.json").write_text(json.dumps(before, indent=2))
+        start = time.perf_counter()
+        history = trainer.train(resume=resume)
+        wall = time.perf_counter() - start
+        after = trainer.evaluate() | trainer.evaluate(greedy=False)
+        if resume:  # the steps before the resume, as logged
+            history = logged_history(out / "metrics.jsonl")
+        summary = {
+            "recipe": exp.recipe.to_dict(),
+            "config": config.to_dict(),
+            "experiment": exp.identity(),
+            "commit": git_commit(),
+            "steps": trainer.step,
+            "processes": trainer.processes.world,
+            "wall_time_s": wall,
+            "before": before,
+            "after": after,
+            **generation_totals(history, config.prompts_per_step * config.group_size),
+            "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
+        }
+        if save_model:  # every process: a sharded (FSDP2) model is gathered first; with LoRA, the adapter
+            trainer.save_pretrained(out / "final")
         if main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "before.json").write_text(json.dumps(before, indent=2))
-    start = time.perf_counter()
-    history = trainer.train(resume=resume)
-    wall = time.perf_counter() - start
-    after = trainer.evaluate() | trainer.evaluate(greedy=False)
-    if resume:  # the steps before the resume, as logged
-        history = logged_history(out / "metrics.jsonl")
-    summary = {
-        "recipe": exp.recipe.to_dict(),
-        "config": config.to_dict(),
-        "experiment": exp.identity(),
-        "commit": git_commit(),
-        "steps": trainer.step,
-        "processes": trainer.processes.world,
-        "wall_time_s": wall,
-        "before": before,
-        "after": after,
-        **generation_totals(history, config.prompts_per_step * config.group_size),
-        "all_equal_frac": sum(h.get("groups/all_equal_frac", 0.0) for h in history) / max(1, len(history)),
-    }
-    if save_model:  # every process: a sharded (FSDP2) model is gathered first; with LoRA, the adapter
-        trainer.save_pretrained(out / "final")
-    if main:
-        if save_model and exp.lora is not None and exp.lora.get("merge"):
-            trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
-            trainer.tokenizer.save_pretrained(out / "final-merged")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        if not save_model:  # the run is finished: its checkpoints (weights, optimiser state) go too
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        where = f" on {exp.task_name}" if exp.embedded else ""
-        plot_run(history, out / "curves.png", title=f"rlzoo {exp.recipe.name}{where}", before=before, after=after)
-    trainer.scorer.close()  # its reward worker processes, if any
+            if save_model and exp.lora is not None and exp.lora.get("merge"):
+                trainer.model.merge_and_unload().save_pretrained(out / "final-merged")
+                trainer.tokenizer.save_pretrained(out / "final-merged")
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            if not save_model:  # the run is finished: its checkpoints (weights, optimiser state) go too
+                shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            where = f" on {exp.task_name}" if exp.embedded else ""
+            plot_run(history, out / "curves.png", title=f"rlzoo {exp.recipe.name}{where}", before=before, after=after)
     return summary
 
 

@@ -143,6 +143,22 @@ def test_a_used_output_dir_is_refused_unless_resumed_or_overwritten(tmp_path) ->
     assert summary["steps"] == 1 and not (tmp_path / "out" / "checkpoints" / "stale").exists()
 
 
+def test_the_reward_workers_stop_when_training_fails(tmp_path, monkeypatch) -> None:
+    from rlzoo.rewards import Scorer
+    from rlzoo.trainer import Trainer
+
+    closed = []
+    monkeypatch.setattr(Scorer, "close", lambda self: closed.append(self))
+
+    def fail(self, resume=False):
+        raise RuntimeError("boom in step 1")
+
+    monkeypatch.setattr(Trainer, "train", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_experiment(_own_run(tmp_path, 1), progress=False)
+    assert len(closed) == 1
+
+
 def test_a_resumed_run_reports_the_whole_run(tmp_path) -> None:
     first = run_experiment(_own_run(tmp_path, 2), progress=False)
     resumed = run_experiment(_own_run(tmp_path, 3), progress=False, resume=True)
