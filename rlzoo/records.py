@@ -44,13 +44,19 @@ def generation_totals(history: Sequence[Mapping[str, float | int]], per_round: i
     }
 
 
-def git_commit() -> str:
-    """The commit of the working tree a benchmark ran on (``unknown`` outside git)."""
-    here = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def git_commit(package: Path = PACKAGE) -> str:
+    """The commit of the code that ran (``unknown`` outside git), ``+dirty`` where the package's tracked
+    files differ from it. Only the package counts: a comparison writes its tables and runs into the
+    checkout (``docs/grid``) while it trains, which changes no code."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=package)
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."], capture_output=True, text=True,
+            cwd=package,
         )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):

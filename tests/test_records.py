@@ -1,8 +1,9 @@
 """Reading back what a run left behind."""
 
 import json
+import subprocess
 
-from rlzoo.records import generation_totals, logged_history, pack_run
+from rlzoo.records import generation_totals, git_commit, logged_history, pack_run
 
 
 def test_generation_totals_count_every_refill_round() -> None:
@@ -26,3 +27,22 @@ def test_a_packed_run_reads_back_the_same_history(tmp_path) -> None:
     # no timestamp inside: the same metrics give the same bytes, so a committed cache does not churn
     assert (tmp_path / "a" / "metrics.jsonl.gz").read_bytes() == (tmp_path / "b" / "metrics.jsonl.gz").read_bytes()
     assert logged_history(tmp_path / "missing" / "metrics.jsonl") == []
+
+
+def test_the_commit_is_dirty_only_when_the_code_changed(tmp_path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "docs" / "compare.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "docs" / "compare.json").write_text('{"rows": []}\n')  # what a comparison writes as it runs
+    assert git_commit(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "pkg") == head + "+dirty"
