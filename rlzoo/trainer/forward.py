@@ -60,23 +60,25 @@ def hidden_state_problem(model: torch.nn.Module) -> str | None:
     return None if gap <= 1e-4 else f"a probe disagrees with the model's logits by {gap:.2g}"
 
 
-def _positions(batch: StepBatch) -> Tensor:
-    return (batch.attention_mask.long().cumsum(1) - 1).clamp_min(0)
+def _inputs(batch: StepBatch) -> dict[str, Tensor | bool]:
+    """The model's inputs for ``batch`` without its last column: no token follows the last one, so
+    its output is never read (causal attention: the other positions' outputs do not depend on it)."""
+    positions = (batch.attention_mask.long().cumsum(1) - 1).clamp_min(0)
+    return {"input_ids": batch.input_ids[:, :-1], "attention_mask": batch.attention_mask[:, :-1].long(),
+            "position_ids": positions[:, :-1], "use_cache": False}
 
 
 def _from_logits(model: torch.nn.Module, batch: StepBatch, temperature: float, entropy: bool) -> tuple[Tensor, Any]:
     t = batch.completion_len
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), position_ids=_positions(batch),
-                logits_to_keep=t + 1, use_cache=False)
-    result = losses.token_logprobs(out.logits[:, :-1].float(), batch.input_ids[:, -t:], temperature=temperature,
+    out = model(**_inputs(batch), logits_to_keep=t)
+    result = losses.token_logprobs(out.logits.float(), batch.input_ids[:, -t:], temperature=temperature,
                                    entropy=entropy)
     return result.logp, result.entropy
 
 
 def _from_hidden(model: torch.nn.Module, batch: StepBatch, temperature: float, entropy: bool) -> tuple[Tensor, Any]:
     t = batch.completion_len
-    hidden = sharding.final_hidden_states(model, input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(),
-                                          position_ids=_positions(batch), use_cache=False)[:, -t - 1 : -1]
+    hidden = sharding.final_hidden_states(model, **_inputs(batch))[:, -t:]
     device = hidden.device.type
     # the head's matmul in the precision the model's own head runs in (autocast's, where it is on)
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
