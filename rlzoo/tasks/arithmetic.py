@@ -19,9 +19,10 @@ never share a prompt whatever the sizes and seeds.
 
 import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-from rlzoo.errors import ConfigError, DataError
+from rlzoo.errors import DataError
+from rlzoo.tasks.operands import OperandSpace, Split
 from rlzoo.text import completion_text
 
 __all__ = [
@@ -36,44 +37,19 @@ __all__ = [
     "split_size",
 ]
 
-LOW, HIGH = 10, 99  # operand range, inclusive
-_SPAN = HIGH - LOW + 1
-_TRIPLES = _SPAN**3  # 729,000
-# A fixed permutation of the triple indices, p(i) = i * _MULT mod _TRIPLES (a bijection since
-# gcd(_MULT, _TRIPLES) = 1; _MULT ~ 0.618 * _TRIPLES spreads every part over all operands). Eval is
-# p(i) < _EVAL_SIZE. Pure integer arithmetic: the split never changes with a library version.
-_MULT = 450_547
-_MULT_INV = pow(_MULT, -1, _TRIPLES)
-_EVAL_SIZE = _TRIPLES // 10
-_RANGES = {"eval": (0, _EVAL_SIZE), "train": (_EVAL_SIZE, _TRIPLES)}
+_SPACE = OperandSpace(count=3, mult=450_547)  # 729,000 triples; gcd(450,547, 729,000) = 1
 
 PROMPT_LENGTH = len("37+48+55=")
 VERBOSE_PROBS = (0.25, 0.45, 0.30)  # P(0, 1, 2 verbose steps) after each partial sum
 
-Split = Literal["train", "eval"]
-
-
 def split_size(split: Split) -> int:
     """How many distinct prompts the split holds (72,900 for eval, 656,100 for train)."""
-    lo, hi = _RANGES[split]
-    return hi - lo
+    return _SPACE.split_size(split)
 
 
-def _triple(index: int) -> tuple[int, int, int]:
-    a, rest = divmod(index, _SPAN * _SPAN)
-    b, c = divmod(rest, _SPAN)
-    return a + LOW, b + LOW, c + LOW
-
-
-def sample_operands(
-    split: Split, size: int, rng: random.Random, *, distinct: bool = True
-) -> list[tuple[int, int, int]]:
+def sample_operands(split: Split, size: int, rng: random.Random, *, distinct: bool = True) -> list[tuple[int, ...]]:
     """``size`` operand triples of one split; distinct ones, or drawn with replacement."""
-    lo, hi = _RANGES[split]
-    if distinct and not 0 <= size <= hi - lo:
-        raise ConfigError(f"make_split: size={size} for split {split!r}; it holds {hi - lo} distinct prompts")
-    positions = rng.sample(range(lo, hi), size) if distinct else [rng.randrange(lo, hi) for _ in range(size)]
-    return [_triple(p * _MULT_INV % _TRIPLES) for p in positions]
+    return _SPACE.sample(split, size, rng, distinct=distinct)
 
 
 def make_split(split: Split, size: int, seed: int = 0) -> list[dict[str, str]]:
@@ -82,8 +58,6 @@ def make_split(split: Split, size: int, seed: int = 0) -> list[dict[str, str]]:
     Deterministic in ``seed`` (Python's ``random.sample``); the train and eval splits never share a
     prompt, whatever the sizes, seeds or versions (the partition is fixed integer arithmetic).
     """
-    if split not in _RANGES:
-        raise ConfigError(f"make_split: split must be 'train' or 'eval', got {split!r}")
     triples = sample_operands(split, size, random.Random(seed))
     return [{"prompt": f"{a}+{b}+{c}=", "answer": str(a + b + c)} for a, b, c in triples]
 

@@ -23,10 +23,9 @@ The 65,610,000 operand quadruples are split once, by a fixed permutation, into a
 
 import random
 from collections.abc import Sequence
-from typing import Literal
 
-from rlzoo.errors import ConfigError
 from rlzoo.tasks.arithmetic import final_answer
+from rlzoo.tasks.operands import OperandSpace, Split
 
 __all__ = [
     "OPERANDS",
@@ -42,42 +41,19 @@ __all__ = [
 ]
 
 OPERANDS = 4
-LOW, HIGH = 10, 99  # operand range, inclusive
-_SPAN = HIGH - LOW + 1
-_TUPLES = _SPAN**OPERANDS  # 65,610,000
-# p(i) = i * _MULT mod _TUPLES, a bijection (gcd(_MULT, _TUPLES) = 1; _MULT ~ 0.618 * _TUPLES).
-_MULT = 40_549_211
-_MULT_INV = pow(_MULT, -1, _TUPLES)
-_EVAL_SIZE = _TUPLES // 10
-_RANGES = {"eval": (0, _EVAL_SIZE), "train": (_EVAL_SIZE, _TUPLES)}
+_SPACE = OperandSpace(count=OPERANDS, mult=40_549_211)  # 65,610,000 quadruples
 
 PROMPT_LENGTH = len("37+48+55+21=")
 SKIP_PROB = 0.6  # P(an intermediate partial sum is not written) in the warm-start traces
 
-Split = Literal["train", "eval"]
-
-
 def split_size(split: Split) -> int:
     """How many distinct prompts the split holds (6,561,000 for eval, 59,049,000 for train)."""
-    lo, hi = _RANGES[split]
-    return hi - lo
-
-
-def _tuple(index: int) -> tuple[int, ...]:
-    digits = []
-    for _ in range(OPERANDS):
-        index, d = divmod(index, _SPAN)
-        digits.append(d + LOW)
-    return tuple(reversed(digits))
+    return _SPACE.split_size(split)
 
 
 def sample_operands(split: Split, size: int, rng: random.Random, *, distinct: bool = True) -> list[tuple[int, ...]]:
     """``size`` operand quadruples of one split; distinct ones, or drawn with replacement."""
-    lo, hi = _RANGES[split]
-    if distinct and not 0 <= size <= hi - lo:
-        raise ConfigError(f"make_split: size={size} for split {split!r}; it holds {hi - lo} distinct prompts")
-    positions = rng.sample(range(lo, hi), size) if distinct else [rng.randrange(lo, hi) for _ in range(size)]
-    return [_tuple(p * _MULT_INV % _TUPLES) for p in positions]
+    return _SPACE.sample(split, size, rng, distinct=distinct)
 
 
 def make_split(split: Split, size: int, seed: int = 0) -> list[dict[str, str]]:
@@ -85,8 +61,6 @@ def make_split(split: Split, size: int, seed: int = 0) -> list[dict[str, str]]:
 
     Deterministic in ``seed``; the train and eval splits never share a prompt.
     """
-    if split not in _RANGES:
-        raise ConfigError(f"make_split: split must be 'train' or 'eval', got {split!r}")
     return [{"prompt": "+".join(map(str, ops)) + "=", "answer": str(sum(ops))}
             for ops in sample_operands(split, size, random.Random(seed))]
 
