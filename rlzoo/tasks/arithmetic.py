@@ -37,10 +37,12 @@ __all__ = [
     "split_size",
 ]
 
-_SPACE = OperandSpace(count=3, mult=450_547)  # 729,000 triples; gcd(450,547, 729,000) = 1
+_SPACE = OperandSpace(count=3, mult=450_547)  # 729,000 triples; gcd(450547, 729000) = 1
 
 PROMPT_LENGTH = len("37+48+55=")
 VERBOSE_PROBS = (0.25, 0.45, 0.30)  # P(0, 1, 2 verbose steps) after each partial sum
+
+
 
 def split_size(split: Split) -> int:
     """How many distinct prompts the split holds (72,900 for eval, 656,100 for train)."""
