@@ -26,7 +26,10 @@ class TrainConfig:
     ``vllm`` is vLLM colocated in this process (:class:`rlzoo.trainer.engines.vllm.VLLMGenerator`;
     the ``vllm_*`` knobs are TRL's, and its weights follow the policy after every optimiser step).
     ``cpu_threads`` sets torch's intra-op threads when training on CPU (small models run fastest on
-    one: threads wait on each other as soon as another process holds a core). A config is validated
+    one: threads wait on each other as soon as another process holds a core). ``share_prompts``
+    runs each distinct prompt of a step once, its group's completions attending to its keys and
+    values (:mod:`rlzoo.trainer.prefix`; where the model allows, for up to half
+    ``micro_batch_size`` distinct prompts; the same log-probs up to rounding). A config is validated
     as a whole when it is built: every problem is reported at once, before any model is loaded.
 
     Rewards run protected by default: in a worker process, each call cut off after
@@ -68,6 +71,7 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
     logprobs_from_hidden: bool = True
+    share_prompts: bool = True
     reward_aggregation: Literal["sum", "normalize_then_sum"] = "sum"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     cpu_threads: int | None = None

@@ -101,7 +101,8 @@ class Trainer:
         self.model, self.optimizer, self.ref_model = setup.prepare(acc, model, ref_model, cfg, self.generator)
         self.logprobs = LogProbs(self.model, acc.autocast, reference=self.ref_model,
                                  adapters_as_reference=needs_ref and peft_config is not None,
-                                 hidden_states=cfg.logprobs_from_hidden)
+                                 hidden_states=cfg.logprobs_from_hidden,
+                                 share_prompts=cfg.micro_batch_size // 2 if cfg.share_prompts else 0)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.output_dir = Path(cfg.output_dir)
         self.metrics_file = MetricsFile(self.output_dir / "metrics.jsonl")

@@ -112,9 +112,11 @@ class Updater:
         # FSDP2 all-gathers in every forward: each process runs the step's most micro-batches, some idle
         idle = max(self.processes.counts(len(chunks))) - len(chunks) if self.sharded else 0
         parts: list[dict[str, float]] = []
+        shared = self.logprobs.prompts(batch, rows)  # each distinct prompt run once, where it is
         for c in chunks:
             part = batch.select(c).trimmed()  # the policy's log-probs [b, w], w = its longest completion
-            logp, entropy = self.logprobs.policy(part, self.config.temperature, objective.needs_entropy)
+            prompts = None if shared is None else shared.select(c)
+            logp, entropy = self.logprobs.policy(part, self.config.temperature, objective.needs_entropy, prompts)
             w = part.completion_len
             mb = self._policy_batch(
                 batch, c, logp,
@@ -128,6 +130,8 @@ class Updater:
             out = objective(mb)
             acc.backward(out.loss)
             parts.append({name: float(value) for name, value in {"loss/total": out.loss.detach(), **out.metrics}.items()})
+        if shared is not None:  # the prompts' share of the gradient, summed over the micro-batches
+            shared.backward()
         sums = combine_parts(parts, ADDITIVE)  # loss shares add up, extremes kept, the rest averaged
         for _ in range(idle):
             acc.backward(sharding.idle_loss(self.logprobs, self.processes.device))
@@ -169,9 +173,11 @@ class Updater:
         where[rows] = torch.arange(rows.numel(), device=rows.device)
         values = []
         with sharding.gathered(self.model):  # no graph: any number of forwards
+            shared = self.logprobs.prompts(batch, rows)
             for c in chunks:  # the entropies the loss will see: each micro-batch trimmed, as in the update
                 part = batch.select(c).trimmed()
-                entropy = self.logprobs.policy(part, self.config.temperature, entropy=True)[1]
+                prompts = None if shared is None else shared.select(c)
+                entropy = self.logprobs.policy(part, self.config.temperature, True, prompts)[1]
                 values.append(entropy[counts[where[c], : part.completion_len]])
         local = torch.cat(values) if values else torch.zeros(0, device=self.processes.device)
         (everyone,), _ = self.processes.gather_rows([local], local.numel())

@@ -52,12 +52,14 @@ def test_real_generation_and_evaluation(tmp_path) -> None:
     assert {"eval/greedy/reward", "eval/greedy/length", "eval/greedy/accuracy", "eval/greedy/truncated"} <= set(ev)
 
 
-def _one_update(tmp_path, micro_batch_size: int) -> list[torch.Tensor]:
+def _one_update(tmp_path, micro_batch_size: int, share_prompts: bool = True) -> list[torch.Tensor]:
     model, tok = tiny()
     before = params(model)
-    cfg = config(tmp_path / str(micro_batch_size), steps=1, optimizer="sgd", learning_rate=1.0,
-                 micro_batch_size=micro_batch_size, max_grad_norm=None)
-    Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator()).train()
+    cfg = config(tmp_path / f"{micro_batch_size}-{share_prompts}", steps=1, optimizer="sgd", learning_rate=1.0,
+                 micro_batch_size=micro_batch_size, max_grad_norm=None, share_prompts=share_prompts)
+    trainer = Trainer(model, tok, "grpo", rows(8), REWARDS, cfg, generator=ScriptedGenerator())
+    assert trainer.logprobs.share_prompts == (micro_batch_size // 2 if share_prompts else 0)
+    trainer.train()
     return [a.detach() - b for a, b in zip(model.parameters(), before, strict=True)]
 
 
@@ -68,6 +70,12 @@ def test_micro_batch_size_does_not_change_the_update(tmp_path) -> None:
         split = _one_update(tmp_path, size)
         for a, b in zip(whole, split, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_prompts_run_once_per_group_give_the_same_update(tmp_path) -> None:
+    shared, unshared = _one_update(tmp_path, 16), _one_update(tmp_path, 16, share_prompts=False)
+    for a, b in zip(shared, unshared, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
 def test_the_top_entropy_threshold_is_the_steps_whatever_the_micro_batches(tmp_path) -> None:
