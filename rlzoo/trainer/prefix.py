@@ -15,6 +15,7 @@ tokens than the prompt positions a micro-batch no longer runs, and the memory bo
 ``micro_batch_size`` sets still holds.
 """
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -44,8 +45,9 @@ class SharedPrompts:
         keep = int(mask.sum(1).max())  # the prompts' own longest: their common left padding goes
         ids, mask = batch.input_ids[first, p - keep : p], mask[:, p - keep :]
         positions = (mask.long().cumsum(1) - 1).clamp_min(0)
+        name = cache_argument(decoder)
         out = decoder(input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True)
-        layers = out.cache.layers
+        layers = getattr(out, name).layers
         if not all(type(layer) is DynamicLayer for layer in layers):
             raise TypeError(f"the decoder's cache has {sorted({type(x).__name__ for x in layers})} layers, not full attention")
         # the last hidden state predicts each completion's first token; then every layer's keys, values
@@ -89,8 +91,13 @@ class PromptRows:
         attention = torch.cat([self.mask, part.attention_mask[:, columns]], 1).long()
         positions = self.lengths[:, None] + torch.arange(t - 1, device=self.lengths.device)
         out = decoder(input_ids=part.input_ids[:, columns], attention_mask=attention, position_ids=positions,
-                      cache=DynamicCache(self.cache), use_cache=True)
+                      use_cache=True, **{cache_argument(decoder): DynamicCache(self.cache)})
         return torch.cat([first, out.last_hidden_state], 1)
+
+
+def cache_argument(decoder: torch.nn.Module) -> str:
+    """The decoder's name for its cache, in and out: ``cache`` (newer transformers) or ``past_key_values`` (5.19 and older)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 def distinct(batch: StepBatch, rows: Int[Tensor, " r"]) -> tuple[Int[Tensor, " b"], Int[Tensor, " n"]]:
