@@ -110,7 +110,9 @@ class LeanGenerator:
         temperature: float,
         top_p: float,
     ) -> Rollout:
-        with torch.no_grad():
+        # inference mode: no version counters or views tracked (measured 10 % off a tiny model's
+        # rollouts); the ids are cloned out of it into an ordinary tensor (in-place ops, autograd)
+        with torch.inference_mode():
             completion_ids = sample(
                 model,
                 prompts.ids,
@@ -122,7 +124,7 @@ class LeanGenerator:
                 eos_token_ids=prompts.eos_token_ids,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        return rollout_from_ids(tokenizer, prompts, completion_ids)
+        return rollout_from_ids(tokenizer, prompts, completion_ids.clone())
 
 
 def sample(

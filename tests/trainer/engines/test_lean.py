@@ -100,6 +100,7 @@ def test_greedy_identical_to_generate(case: str) -> None:
     lengths = set(ref.lengths.tolist())
     assert len(lengths) >= 3, f"rows should stop at different steps (so finished rows get dropped): {lengths}"
     assert torch.equal(got.completion_ids, ref.completion_ids)
+    assert not got.completion_ids.is_inference()  # sampled in inference mode, handed out as ordinary ids
     assert torch.equal(got.completion_mask, ref.completion_mask)
     assert got.texts == ref.texts
     assert torch.equal(got.truncated, ref.truncated)
