@@ -43,7 +43,6 @@ PROMPT_LENGTH = len("37+48+55=")
 VERBOSE_PROBS = (0.25, 0.45, 0.30)  # P(0, 1, 2 verbose steps) after each partial sum
 
 
-
 def split_size(split: Split) -> int:
     """How many distinct prompts the split holds (72,900 for eval, 656,100 for train)."""
     return _SPACE.split_size(split)

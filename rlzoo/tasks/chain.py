@@ -47,7 +47,6 @@ PROMPT_LENGTH = len("37+48+55+21=")
 SKIP_PROB = 0.6  # P(an intermediate partial sum is not written) in the warm-start traces
 
 
-
 def split_size(split: Split) -> int:
     """How many distinct prompts the split holds (6,561,000 for eval, 59,049,000 for train)."""
     return _SPACE.split_size(split)
